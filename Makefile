@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each sets up .venv first.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench ui clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tradeoff run recipes/demo.yaml
+
+# pytest exits 5 when it collects no tests; that is not a failure of the project
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+bench: $(STAMP)
+	$(BIN)/python bench/search_efficiency.py
+
+ui: $(STAMP)
+	$(BIN)/tradeoff ui
+
+clean:
+	rm -rf $(VENV) .tradeoff mlruns mlflow.db

@@ -1,0 +1,79 @@
+"""The Python API: ``tradeoff.search(space, objectives, evaluate, ...) -> Front``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from .search.algorithms.base import Algorithm, make_algorithm
+from .search.front import Front
+from .search.objectives import parse_constraints, parse_objectives
+from .search.study import Study, StudySpec
+from .spaces.space import Config, Space
+
+
+def make_tracker(tracking: Any, name: str = "search"):
+    """None: log nothing; "default": MLflow's local store; a dict: MLflow settings; or a tracker."""
+    if tracking is None or tracking is False:
+        return None
+    from .tracking.mlflow_ import MlflowTracker
+
+    if tracking == "default" or tracking is True:
+        return MlflowTracker(run_name=name)
+    if isinstance(tracking, Mapping):
+        opts = dict(tracking)
+        opts.setdefault("run_name", name)
+        return MlflowTracker(**opts)
+    return tracking
+
+
+def search(
+    space: Space,
+    objectives: Mapping[str, Any] | list,
+    evaluate: Callable[[Config], Mapping[str, float]],
+    budget: int | None = 100,
+    algorithm: str | Algorithm = "nsga2",
+    seed: int = 0,
+    constraints: Mapping[str, Any] | None = None,
+    tracking: Any = "default",
+    *,
+    time_budget_s: float | None = None,
+    batch_size: int | None = None,
+    timeout_s: float | None = None,
+    executor: str = "local",
+    initial: list[Config] = (),
+    reference_point: Mapping[str, float] | None = None,
+    name: str = "search",
+    progress: bool = False,
+    resume: str | None = None,
+    algorithm_options: Mapping[str, Any] | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> Front:
+    """Search ``space`` for the Pareto front of ``objectives`` as measured by ``evaluate``.
+
+    ``evaluate(config) -> {metric: value}`` may raise: the trial is recorded as failed with the
+    reason and the search goes on. ``resume=RUN_ID`` continues an interrupted search.
+    """
+    if budget is None and time_budget_s is None:
+        raise ValueError("give a budget (trials) and/or time_budget_s (seconds)")
+    tracker = make_tracker(tracking, name)
+    if resume:
+        study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress)
+        return study.run()
+    spec = StudySpec(
+        objectives=parse_objectives(objectives),
+        constraints=parse_constraints(constraints),
+        algorithm=algorithm if isinstance(algorithm, str) else algorithm.name,
+        budget=budget,
+        time_budget_s=time_budget_s,
+        seed=seed,
+        batch_size=batch_size,
+        timeout_s=timeout_s,
+        name=name,
+        reference_point=dict(reference_point) if reference_point else None,
+    )
+    algo = algorithm if isinstance(algorithm, Algorithm) else make_algorithm(algorithm, **(algorithm_options or {}))
+    algo.setup(space, len(spec.objectives), len(spec.constraints), seed, budget=budget,
+               initial=[space.validate(c) for c in initial])
+    study = Study(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor,
+                  progress=progress, info=dict(info or {}))
+    return study.run()

@@ -1,0 +1,85 @@
+"""Algorithm: a multi-objective optimiser behind ask/tell, and the registry that names them."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ...spaces.space import Config, Space
+
+
+class Algorithm:
+    """Ask for configs, tell their minimised objective values (NaN rows: failed trials).
+
+    ``violations`` holds one column per constraint, 0 where satisfied. Subclasses keep their
+    whole state in picklable attributes so a study can checkpoint and resume them.
+    """
+
+    name = "algorithm"
+    batch_size: int | None = None   # the natural batch (a generation), None when any n works
+
+    def setup(self, space: Space, n_objectives: int, n_constraints: int, seed: int,
+              budget: int | None = None, initial: list[Config] = ()) -> None:
+        """Prepare for a search; ``initial`` configs (known good seeds) are asked first."""
+        self.space = space
+        self.budget = budget
+        self.initial = list(initial)
+        self.n_objectives = n_objectives
+        self.n_constraints = n_constraints
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def ask(self, n: int) -> list[Config]:
+        raise NotImplementedError
+
+    def tell(self, configs: list[Config], values: np.ndarray, violations: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, Callable[..., Algorithm]] = {}
+
+
+def register(*names: str):
+    """Class decorator: make an algorithm available by name to recipes and ``search``."""
+
+    def deco(cls):
+        for n in names:
+            _REGISTRY[n] = cls
+        return cls
+
+    return deco
+
+
+def algorithm_names() -> list[str]:
+    _load_adapters()
+    return sorted(_REGISTRY) + ["ng:<Optimizer>"]
+
+
+def make_algorithm(name: str | Algorithm, **options: Any) -> Algorithm:
+    """Build an algorithm from its registry name (``ng:TwoPointsDE`` for any nevergrad optimiser)."""
+    if isinstance(name, Algorithm):
+        return name
+    _load_adapters()
+    if name.startswith("ng:"):
+        return _REGISTRY["ng"](optimizer=name[3:], **options)
+    if name not in _REGISTRY:
+        raise ValueError(f"algorithm {name!r} is not one of {', '.join(algorithm_names())}")
+    return _REGISTRY[name](**options)
+
+
+def _load_adapters() -> None:
+    from . import nevergrad_, optuna_, predictive, pymoo_, random_  # noqa: F401  (they register)
+
+
+def fill_failed(values: np.ndarray, worst: np.ndarray | None = None, margin: float = 1.0) -> np.ndarray:
+    """Replace NaN rows (failed trials) by a value worse than anything seen, for libraries that need numbers."""
+    values = np.array(values, dtype=float)
+    bad = ~np.all(np.isfinite(values), axis=1)
+    if bad.any():
+        good = values[~bad]
+        if worst is None:
+            worst = good.max(axis=0) if len(good) else np.ones(values.shape[1])
+        span = np.abs(worst) + 1.0
+        values[bad] = worst + margin * span
+    return values

@@ -1,0 +1,211 @@
+"""pymoo adapters (nsga2, nsga3, agemoea, smsemoa) driven through pymoo's own ask/tell.
+
+Each param's genes get the operator that fits them: SBX + polynomial mutation for reals and
+ordered integers (rounded), uniform crossover + random reset for unordered choices, k-point
+crossover + bit-flip for mask bits (as ECAD does for caching schedules). Failed trials are
+told as infeasible (one extra constraint column) so they never displace a working candidate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from pymoo.core.crossover import Crossover
+from pymoo.core.mutation import Mutation
+from pymoo.core.population import Population
+from pymoo.core.problem import Problem
+from pymoo.core.sampling import Sampling
+from pymoo.core.termination import NoTermination
+from pymoo.operators.crossover.pntx import PointCrossover
+from pymoo.operators.crossover.sbx import cross_sbx
+from pymoo.operators.mutation.pm import mut_pm
+
+from .base import Algorithm, fill_failed, register
+
+
+class _SpaceProblem(Problem):
+    def __init__(self, space, n_obj: int, n_constr: int):
+        xl, xu = space.gene_bounds
+        super().__init__(n_var=space.n_genes, n_obj=n_obj, n_ieq_constr=n_constr + 1, xl=xl, xu=xu)
+        kinds = np.array(space.gene_kinds)
+        self.num = np.flatnonzero((kinds == "real") | (kinds == "int"))
+        self.ints = np.flatnonzero(kinds == "int")
+        self.cat = np.flatnonzero(kinds == "cat")
+        self.bin = np.flatnonzero(kinds == "bin")
+
+    def _evaluate(self, x, out, *args, **kwargs):  # pragma: no cover - ask/tell only
+        raise RuntimeError("this problem is evaluated by the tradeoff study, not by pymoo")
+
+
+class _SpaceSampling(Sampling):
+    def __init__(self, space, initial):
+        super().__init__()
+        self.space, self.initial = space, list(initial)
+
+    def _do(self, problem, n_samples, random_state=None, **kwargs):
+        rows = [self.space.to_genes(c) for c in self.initial[:n_samples]]
+        rows += [self.space.to_genes(self.space.sample(random_state)) for _ in range(n_samples - len(rows))]
+        return np.array(rows, dtype=float)
+
+
+class _SpaceCrossover(Crossover):
+    def __init__(self, prob: float = 0.9, eta: float = 15.0, n_points: int = 4):
+        super().__init__(2, 2, prob=prob)
+        self.eta, self.n_points = eta, n_points
+
+    def _do(self, problem, X, random_state=None, **kwargs):
+        X = np.asarray(X, dtype=float)
+        Y = X.copy()
+        p = problem
+        if len(p.num):
+            m = X.shape[1]
+            Y[:, :, p.num] = cross_sbx(X[:, :, p.num], p.xl[p.num], p.xu[p.num], np.full((m, 1), self.eta),
+                                       np.full((m, 1), 0.5), np.full((m, 1), 0.5), random_state=random_state)
+            Y[:, :, p.ints] = np.rint(Y[:, :, p.ints])
+        if len(p.cat):
+            swap = random_state.random((X.shape[1], len(p.cat))) < 0.5
+            a, b = X[0][:, p.cat], X[1][:, p.cat]
+            Y[0][:, p.cat] = np.where(swap, b, a)
+            Y[1][:, p.cat] = np.where(swap, a, b)
+        if len(p.bin) > 1:
+            n_points = min(self.n_points, len(p.bin) - 1)
+            Y[:, :, p.bin] = PointCrossover(n_points)._do(None, X[:, :, p.bin].astype(bool),
+                                                         random_state=random_state).astype(float)
+        return Y
+
+
+class _SpaceMutation(Mutation):
+    def __init__(self, eta: float = 20.0):
+        super().__init__()
+        self.eta = eta
+
+    def _do(self, problem, X, random_state=None, **kwargs):
+        p = problem
+        X = np.asarray(X, dtype=float).copy()
+        n = len(X)
+        per_param = 1.0 / max(p.n_var - len(p.bin) + (1 if len(p.bin) else 0), 1)
+        if len(p.num):
+            X[:, p.num] = mut_pm(X[:, p.num], p.xl[p.num], p.xu[p.num], np.full(n, self.eta),
+                                 np.full(n, per_param), at_least_once=False, random_state=random_state)
+            X[:, p.ints] = np.rint(X[:, p.ints])
+        if len(p.cat):
+            reset = random_state.random((n, len(p.cat))) < per_param
+            draws = random_state.integers(p.xl[p.cat], p.xu[p.cat] + 1, size=(n, len(p.cat)))
+            X[:, p.cat] = np.where(reset, draws, X[:, p.cat])
+        if len(p.bin):
+            flip = random_state.random((n, len(p.bin))) < 1.0 / len(p.bin)
+            X[:, p.bin] = np.where(flip, 1.0 - X[:, p.bin], X[:, p.bin])
+        return X
+
+
+def default_pop_size(budget: int | None) -> int:
+    """Enough generations to matter within the budget: budget/8, between 10 and 100."""
+    return 20 if not budget else int(min(100, max(10, budget // 8)))
+
+
+class PymooAlgorithm(Algorithm):
+    """ask/tell over a pymoo algorithm, one generation at a time, handed out in pieces."""
+
+    def __init__(self, pop_size: int | None = None, **options):
+        self.pop_size = pop_size
+        self.options = options
+
+    def _make(self, problem, pop_size, sampling, crossover, mutation):
+        raise NotImplementedError
+
+    def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
+        super().setup(space, n_objectives, n_constraints, seed, budget, initial)
+        self.problem = _SpaceProblem(space, n_objectives, n_constraints)
+        pop = self.pop_size or default_pop_size(budget)
+        self.batch_size = pop
+        self.algo = self._make(self.problem, pop, _SpaceSampling(space, initial), _SpaceCrossover(), _SpaceMutation())
+        self.algo.setup(self.problem, termination=NoTermination(), seed=seed, verbose=False)
+        self._pop = None
+        self._queue: deque[int] = deque()
+        self._asked: deque[int] = deque()
+        self._F: dict[int, np.ndarray] = {}
+        self._G: dict[int, np.ndarray] = {}
+        self._worst: np.ndarray | None = None
+
+    def ask(self, n):
+        if not self._queue:
+            if self._pop is not None:  # the current generation is not fully told yet
+                return []
+            self._pop = self.algo.ask()
+            self._queue.extend(range(len(self._pop)))
+        out = []
+        while self._queue and len(out) < n:
+            i = self._queue.popleft()
+            self._asked.append(i)
+            out.append(self.space.from_genes(self._pop[i].X))
+        return out
+
+    def tell(self, configs, values, violations):
+        values = np.asarray(values, dtype=float)
+        ok = np.all(np.isfinite(values), axis=1)
+        if ok.any():
+            w = values[ok].max(axis=0)
+            self._worst = w if self._worst is None else np.maximum(self._worst, w)
+        filled = fill_failed(values, self._worst)
+        for row, f, v, good in zip(range(len(values)), filled, np.asarray(violations, dtype=float).reshape(len(values), -1), ok):
+            i = self._asked.popleft()
+            self._F[i] = f
+            g = np.where(np.isfinite(v), v, 1e6)
+            self._G[i] = np.append(g, 0.0 if good else 1.0)
+        if not self._queue and not self._asked and self._pop is not None:
+            order = range(len(self._pop))
+            self._pop.set("F", np.array([self._F[i] for i in order]), "G", np.array([self._G[i] for i in order]))
+            self.algo.tell(infills=self._pop)
+            self._pop, self._F, self._G = None, {}, {}
+
+
+@register("nsga2")
+class NSGA2(PymooAlgorithm):
+    name = "nsga2"
+
+    def _make(self, problem, pop_size, sampling, crossover, mutation):
+        from pymoo.algorithms.moo.nsga2 import NSGA2 as _NSGA2
+
+        return _NSGA2(pop_size=pop_size, sampling=sampling, crossover=crossover, mutation=mutation,
+                      eliminate_duplicates=True, **self.options)
+
+
+@register("nsga3")
+class NSGA3(PymooAlgorithm):
+    name = "nsga3"
+
+    def _make(self, problem, pop_size, sampling, crossover, mutation):
+        from pymoo.algorithms.moo.nsga3 import NSGA3 as _NSGA3
+        from pymoo.util.ref_dirs import get_reference_directions
+
+        m = problem.n_obj
+        parts = {1: 1, 2: max(pop_size - 1, 1), 3: 12 if pop_size >= 91 else 6}.get(m, 4)
+        dirs = get_reference_directions("das-dennis", m, n_partitions=parts)
+        return _NSGA3(ref_dirs=dirs, pop_size=max(pop_size, len(dirs)), sampling=sampling, crossover=crossover,
+                      mutation=mutation, eliminate_duplicates=True, **self.options)
+
+
+@register("agemoea")
+class AGEMOEA(PymooAlgorithm):
+    name = "agemoea"
+
+    def _make(self, problem, pop_size, sampling, crossover, mutation):
+        from pymoo.algorithms.moo.age import AGEMOEA as _AGEMOEA
+
+        return _AGEMOEA(pop_size=pop_size, sampling=sampling, crossover=crossover, mutation=mutation,
+                        eliminate_duplicates=True, **self.options)
+
+
+@register("smsemoa")
+class SMSEMOA(PymooAlgorithm):
+    name = "smsemoa"
+
+    def _make(self, problem, pop_size, sampling, crossover, mutation):
+        from pymoo.algorithms.moo.sms import SMSEMOA as _SMSEMOA
+
+        opts = dict(self.options)
+        # SMS-EMOA is steady-state by design; a few offspring per step keeps batches useful
+        opts.setdefault("n_offsprings", max(2, pop_size // 4))
+        return _SMSEMOA(pop_size=pop_size, sampling=sampling, crossover=crossover, mutation=mutation,
+                        eliminate_duplicates=True, **opts)

@@ -1,0 +1,111 @@
+"""Objectives and constraints as the user states them, and their minimised internal form."""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+DIRECTIONS = ("minimize", "maximize")
+_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A metric to optimise; internally every objective is minimised (``sign`` flips maxima)."""
+
+    name: str
+    direction: str = "minimize"
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"objective {self.name!r}: direction {self.direction!r} is not one of minimize, maximize")
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.direction == "minimize" else -1.0
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric op bound``, e.g. latency_ms <= 5; violation is 0 when satisfied."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def __post_init__(self):
+        if self.op not in _OPS:
+            raise ValueError(f"constraint on {self.metric!r}: operator {self.op!r} is not one of {', '.join(_OPS)}")
+
+    def satisfied(self, value: float) -> bool:
+        return bool(_OPS[self.op](value, self.bound))
+
+    def violation(self, value: float) -> float:
+        """How far the value is from satisfying the constraint, relative to the bound's scale."""
+        if value is None or not math.isfinite(value):
+            return math.inf
+        if self.satisfied(value):
+            return 0.0
+        return abs(value - self.bound) / max(abs(self.bound), 1e-12)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+def parse_objectives(spec: Mapping[str, Any] | list) -> list[Objective]:
+    """Accept {'acc': 'maximize', 'lat': {'direction': 'minimize'}} or a list of Objective."""
+    if isinstance(spec, list):
+        return [o if isinstance(o, Objective) else Objective(**o) for o in spec]
+    out = []
+    for name, v in spec.items():
+        if isinstance(v, Objective):
+            out.append(v)
+        elif isinstance(v, str):
+            out.append(Objective(name, v))
+        elif isinstance(v, Mapping):
+            out.append(Objective(name, v.get("direction", "minimize")))
+        else:
+            raise ValueError(f"objective {name!r}: expected 'minimize', 'maximize' or a mapping, got {v!r}")
+    if not out:
+        raise ValueError("at least one objective is needed")
+    return out
+
+
+_CONSTRAINT_RE = re.compile(r"^\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+def parse_constraint(metric: str, spec: Any) -> Constraint:
+    """Accept ('<=', 5.0), '<= 5', {'op': '<=', 'bound': 5} or a Constraint."""
+    if isinstance(spec, Constraint):
+        return spec
+    if isinstance(spec, str):
+        m = _CONSTRAINT_RE.match(spec)
+        if not m:
+            raise ValueError(f"constraint on {metric!r}: {spec!r} is not of the form '<= 5' (operators <=, >=, <, >)")
+        return Constraint(metric, m.group(1), float(m.group(2)))
+    if isinstance(spec, (tuple, list)) and len(spec) == 2:
+        return Constraint(metric, str(spec[0]), float(spec[1]))
+    if isinstance(spec, Mapping):
+        return Constraint(metric, spec["op"], float(spec["bound"]))
+    raise ValueError(f"constraint on {metric!r}: {spec!r} is not of the form '<= 5' or ('<=', 5)")
+
+
+def parse_constraints(spec: Mapping[str, Any] | list | None) -> list[Constraint]:
+    if not spec:
+        return []
+    if isinstance(spec, list):
+        return [c if isinstance(c, Constraint) else Constraint(**c) for c in spec]
+    return [parse_constraint(k, v) for k, v in spec.items()]
+
+
+def minimised(objectives: list[Objective], metrics: Mapping[str, float]) -> np.ndarray:
+    return np.array([o.sign * float(metrics[o.name]) for o in objectives], dtype=float)
+
+
+def violations(constraints: list[Constraint], metrics: Mapping[str, float]) -> np.ndarray:
+    return np.array([c.violation(metrics.get(c.metric, math.nan)) for c in constraints], dtype=float)

@@ -1,0 +1,164 @@
+"""Space: an ordered, immutable set of named params, and the one place configs are checked."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .params import Param, param_from_spec
+
+Config = dict[str, Any]
+
+
+class SpaceError(ValueError):
+    """A config or a space declaration that does not fit; the message names the param."""
+
+
+class Space:
+    """Named params; sample, validate, encode (features), key (stable id), genes, join."""
+
+    def __init__(self, params: Mapping[str, Any]):
+        if not params:
+            raise SpaceError("a space needs at least one param")
+        built: dict[str, Param] = {}
+        for name, spec in params.items():
+            if not isinstance(name, str) or not name:
+                raise SpaceError(f"param names must be non-empty strings, got {name!r}")
+            try:
+                built[name] = param_from_spec(spec)
+            except ValueError as e:
+                raise SpaceError(f"{name}: {e}") from None
+        self._params = built
+        lo, hi, kinds, slices, at = [], [], [], {}, 0
+        for name, p in built.items():
+            a, b = p.gene_bounds
+            lo.append(a)
+            hi.append(b)
+            kinds.extend(p.gene_kinds)
+            slices[name] = slice(at, at + len(p.gene_kinds))
+            at += len(p.gene_kinds)
+        self._gene_lo = np.concatenate(lo).astype(float)
+        self._gene_hi = np.concatenate(hi).astype(float)
+        self._gene_kinds = tuple(kinds)
+        self._gene_slices = slices
+
+    # -- mapping-like ------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return list(self._params)
+
+    @property
+    def params(self) -> dict[str, Param]:
+        return dict(self._params)
+
+    def __getitem__(self, name: str) -> Param:
+        return self._params[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._params
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}: {p.describe()}" for n, p in self._params.items())
+        return f"Space({inner})"
+
+    @property
+    def cardinality(self) -> float:
+        return math.prod(p.cardinality for p in self._params.values())
+
+    # -- configs -------------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Config:
+        return {n: p.sample(rng) for n, p in self._params.items()}
+
+    def default(self) -> Config:
+        return {n: p.default() for n, p in self._params.items()}
+
+    def validate(self, config: Mapping[str, Any]) -> Config:
+        """Return the canonical config; raise SpaceError naming the param and its domain."""
+        if not isinstance(config, Mapping):
+            raise SpaceError(f"a config is a mapping of param names to values, got {type(config).__name__}")
+        unknown = [k for k in config if k not in self._params]
+        if unknown:
+            raise SpaceError(f"unknown params {', '.join(map(str, unknown))}; the space has {', '.join(self.names)}")
+        out: Config = {}
+        for name, p in self._params.items():
+            if name not in config:
+                raise SpaceError(f"{name}: missing; expected {p.describe()}")
+            try:
+                out[name] = p.validate(config[name])
+            except ValueError as e:
+                raise SpaceError(f"{name}: {e}") from None
+        return out
+
+    def key(self, config: Mapping[str, Any]) -> str:
+        """A stable id: equal configs get equal keys across processes and runs."""
+        parts = [f"{n}={p.key_part(config[n])}" for n, p in self._params.items()]
+        return hashlib.sha1(";".join(parts).encode()).hexdigest()[:16]
+
+    def encode(self, config: Mapping[str, Any]) -> np.ndarray:
+        """Numeric features in [0, 1] (one-hot for unordered choices) for predictors."""
+        return np.concatenate([p.features(config[n]) for n, p in self._params.items()])
+
+    def encode_many(self, configs: list[Mapping[str, Any]]) -> np.ndarray:
+        return np.stack([self.encode(c) for c in configs]) if configs else np.zeros((0, self.n_features))
+
+    @property
+    def n_features(self) -> int:
+        return sum(p.n_features for p in self._params.values())
+
+    def to_json(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {n: p.to_json(config[n]) for n, p in self._params.items()}
+
+    def from_json(self, data: Mapping[str, Any]) -> Config:
+        return self.validate({n: self._params[n].from_json(v) if n in self._params else v for n, v in data.items()})
+
+    # -- genes (for evolutionary algorithms) --------------------------------------------------
+    @property
+    def n_genes(self) -> int:
+        return len(self._gene_kinds)
+
+    @property
+    def gene_kinds(self) -> tuple[str, ...]:
+        return self._gene_kinds
+
+    @property
+    def gene_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._gene_lo.copy(), self._gene_hi.copy()
+
+    def to_genes(self, config: Mapping[str, Any]) -> np.ndarray:
+        return np.concatenate([p.to_genes(config[n]) for n, p in self._params.items()])
+
+    def from_genes(self, genes: np.ndarray) -> Config:
+        genes = np.asarray(genes, dtype=float)
+        return {n: p.from_genes(genes[self._gene_slices[n]]) for n, p in self._params.items()}
+
+    # -- composition -------------------------------------------------------------------------
+    @staticmethod
+    def join(spaces: Mapping[str, "Space"] | None = None, /, **named: "Space") -> "Space":
+        """Join sub-spaces under prefixes: join(quant=q, prune=p) has quant.*, prune.* params."""
+        merged = dict(spaces or {}, **named)
+        params: dict[str, Param] = {}
+        for prefix, sub in merged.items():
+            for name, p in sub._params.items():
+                params[f"{prefix}.{name}" if prefix else name] = p
+        return Space(params)
+
+    def subspace(self, prefix: str) -> "Space":
+        return Space({n[len(prefix) + 1:]: p for n, p in self._params.items() if n.startswith(prefix + ".")})
+
+    @staticmethod
+    def split(config: Mapping[str, Any], prefix: str) -> Config:
+        """The part of a joined config under ``prefix.``, with the prefix removed."""
+        cut = len(prefix) + 1
+        return {k[cut:]: v for k, v in config.items() if k.startswith(prefix + ".")}
+
+    def describe(self) -> dict[str, str]:
+        return {n: p.describe() for n, p in self._params.items()}
