@@ -1,0 +1,212 @@
+"""The command line: run, resume, show, recipes, ui, validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from .recipe import RecipeError, load_recipe
+
+# a file or pipe gets wide lines rather than rich's 80-column default
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+
+def recipe_dirs() -> list[Path]:
+    """Where shipped recipes live: ./recipes, then the project's recipes/ beside the package."""
+    here = Path(__file__).resolve()
+    dirs = [Path.cwd() / "recipes", here.parents[2] / "recipes", here.parent / "recipes"]
+    out = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def find_recipe(name: str) -> Path:
+    p = Path(name)
+    if p.exists():
+        return p
+    for d in recipe_dirs():
+        for cand in (d / name, d / f"{name}.yaml"):
+            if cand.exists():
+                return cand
+    raise RecipeError(f"recipe {name!r} not found (not a file, nor one of the shipped recipes: see `tradeoff recipes`)")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.5g}"
+    if isinstance(v, str) and len(v) > 24 and set(v) <= {"0", "1"}:
+        return f"mask {v.count('1')}/{len(v)} on"
+    return str(v)
+
+
+def front_table(front, title: str = "Pareto front", limit: int | None = 50) -> Table:
+    """The front in the user's units: trial, objectives (with direction), other metrics, choices."""
+    arrows = {"minimize": "↓", "maximize": "↑"}
+    t = Table(title=title, title_justify="left")
+    t.add_column("trial", justify="right")
+    for o in front.objectives:
+        t.add_column(f"{o.name} {arrows[o.direction]}", justify="right", style="bold")
+    members = front.members
+    extra = sorted({k for m in members for k in m.metrics} - set(front.names))
+    for k in extra:
+        t.add_column(k, justify="right", style="dim")
+    params = list(members[0].config) if members else []
+    for p in params:
+        t.add_column(p)
+    shown = members if limit is None else members[:limit]
+    for m in shown:
+        t.add_row(str(m.number), *[_fmt(m.metrics.get(n)) for n in front.names],
+                  *[_fmt(m.metrics.get(k)) for k in extra], *[_fmt(m.config.get(p)) for p in params])
+    if limit is not None and len(members) > limit:
+        t.caption = f"{len(members) - limit} more members not shown"
+    return t
+
+
+def print_front(front, run_id: str) -> None:
+    console.print(front_table(front))
+    ref = front.reference()
+    ref_s = ", ".join(f"{k}={v:.5g}" for k, v in ref.items())
+    console.print(f"{front.summary()} (reference point: {ref_s})", highlight=False)
+    console.print(f"run id: {run_id}", highlight=False)
+
+
+def cmd_run(args) -> int:
+    from .runner import resume_run, run_recipe
+
+    if args.resume:
+        front, run_id = resume_run(args.resume, progress=not args.quiet)
+    else:
+        if not args.recipe:
+            raise RecipeError("give a recipe file (or a shipped recipe's name), or --resume RUN_ID")
+        path = find_recipe(args.recipe)
+        recipe, text = load_recipe(path, args.set)
+        front, run_id = run_recipe(recipe, text, path, progress=not args.quiet)
+    print_front(front, run_id)
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .search.study import load_front, run_dir_for
+
+    run_dir = run_dir_for(args.run_id)
+    if (run_dir / "study.json").exists():
+        front = load_front(run_dir)
+        if args.all:
+            console.print(front.to_frame(front.trials).to_string(index=False))
+        print_front(front, args.run_id)
+        state = "finished" if (run_dir / "front.json").exists() else "running or interrupted"
+        console.print(f"status: {state}; run dir: {run_dir}", highlight=False)
+        return 0
+    from .tracking.mlflow_ import read_run
+
+    info = read_run(args.run_id, args.uri)
+    console.print_json(json.dumps(info, default=str))
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    import yaml
+
+    t = Table(title="Shipped recipes (tradeoff run NAME)", title_justify="left")
+    for c in ("recipe", "workload", "algorithm", "budget", "description"):
+        t.add_column(c)
+    for d in recipe_dirs():
+        for p in sorted(d.glob("*.yaml")):
+            try:
+                data = yaml.safe_load(p.read_text()) or {}
+            except Exception as e:  # noqa: BLE001 - list what we can
+                t.add_row(str(p), "?", "?", "?", f"unreadable: {e}")
+                continue
+            wl = data.get("workload")
+            wl = wl.get("name") if isinstance(wl, dict) else wl
+            s = data.get("search", {}) or {}
+            t.add_row(p.stem, str(wl),
+                      str(s.get("algorithm", "nsga2")), str(s.get("budget", 100)), data.get("description", ""))
+    console.print(t)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .recipe import build_workload
+
+    recipe, _ = load_recipe(find_recipe(args.recipe), args.set)
+    wl = build_workload(recipe)
+    console.print(f"ok: {recipe.name} searches {wl.name} ({len(wl.space)} params, "
+                  f"{wl.space.cardinality:.3g} configs) for {', '.join(recipe.objectives)}", highlight=False)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from .tracking.mlflow_ import default_tracking_uri
+
+    uri = args.uri or default_tracking_uri()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    if uri.startswith("sqlite:") or uri.startswith("file:"):
+        cmd += ["--default-artifact-root", (Path.cwd() / "mlruns").as_uri()]
+    console.print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it", highlight=False)
+    if args.dry_run:
+        console.print(" ".join(cmd), highlight=False)
+        return 0
+    return subprocess.call(cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tradeoff", description="Find the Pareto front of quality against real cost.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a recipe (or --resume an interrupted run)")
+    r.add_argument("recipe", nargs="?", help="recipe YAML file or shipped recipe name")
+    r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe field")
+    r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    r.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("show", help="print a run's front")
+    s.add_argument("run_id")
+    s.add_argument("--all", action="store_true", help="also print every trial")
+    s.add_argument("--uri", help="MLflow tracking URI, when the run is not in the local run store")
+    s.set_defaults(fn=cmd_show)
+
+    sub.add_parser("recipes", help="list the shipped recipes").set_defaults(fn=cmd_recipes)
+
+    v = sub.add_parser("validate", help="check a recipe without running it")
+    v.add_argument("recipe")
+    v.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    v.set_defaults(fn=cmd_validate)
+
+    u = sub.add_parser("ui", help="start the MLflow UI on the project's store")
+    u.add_argument("--uri")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    u.set_defaults(fn=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except RecipeError as e:
+        err_console.print(f"[bold red]recipe error[/]\n{e}", highlight=False)
+        return 2
+    except FileNotFoundError as e:
+        err_console.print(f"[bold red]error[/] {e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The YAML recipe: its schema, its error messages, and how a recipe becomes a running study."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .search.objectives import DIRECTIONS, parse_constraint
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names each bad field and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ObjectiveCfg(_Strict):
+    direction: Literal["minimize", "maximize"] = "minimize"
+    target: str | None = None   # which hardware target measures it (latency objectives)
+
+
+class SearchCfg(_Strict):
+    algorithm: str = "nsga2"
+    budget: int | None = Field(100, gt=0)
+    time_budget_s: float | None = Field(None, gt=0)
+    seed: int = 0
+    batch_size: int | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    executor: Literal["local", "threads"] = "local"
+    workers: int = Field(4, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    initial: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from .search.algorithms.base import algorithm_names
+
+        names = algorithm_names()
+        if v in names or (v.startswith("ng:") and len(v) > 3):
+            return v
+        raise ValueError(f"{v!r} is not one of {', '.join(names)}")
+
+    @model_validator(mode="after")
+    def _some_budget(self):
+        if self.budget is None and self.time_budget_s is None:
+            raise ValueError("give budget (trials) and/or time_budget_s (seconds)")
+        return self
+
+
+class TrackingCfg(_Strict):
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str | None = None
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str = ""
+    workload: str | dict[str, Any]
+    space: dict[str, Any] | None = None
+    objectives: dict[str, str | ObjectiveCfg]
+    constraints: dict[str, str] = Field(default_factory=dict)
+    reference_point: dict[str, float] | None = None
+    targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    search: SearchCfg = Field(default_factory=SearchCfg)
+    tracking: TrackingCfg | bool = Field(default_factory=TrackingCfg)
+
+    @field_validator("objectives")
+    @classmethod
+    def _directions(cls, v):
+        if not v:
+            raise ValueError("at least one objective is needed")
+        for name, o in v.items():
+            if isinstance(o, str) and o not in DIRECTIONS:
+                raise ValueError(f"{name}: {o!r} is not one of {', '.join(DIRECTIONS)}")
+        return v
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, v):
+        for metric, spec in v.items():
+            parse_constraint(metric, spec)
+        return v
+
+    @field_validator("workload")
+    @classmethod
+    def _workload(cls, v):
+        if isinstance(v, dict) and "name" not in v:
+            raise ValueError("a workload mapping needs 'name' (a built-in or python: module:function)")
+        return v
+
+    # -- derived views ---------------------------------------------------------------------
+    @property
+    def workload_name(self) -> str:
+        return self.workload if isinstance(self.workload, str) else self.workload["name"]
+
+    @property
+    def workload_options(self) -> dict[str, Any]:
+        return {} if isinstance(self.workload, str) else {k: v for k, v in self.workload.items() if k != "name"}
+
+    def objective_directions(self) -> dict[str, str]:
+        return {k: (v if isinstance(v, str) else v.direction) for k, v in self.objectives.items()}
+
+    def tracking_cfg(self) -> TrackingCfg | None:
+        t = self.tracking
+        if t is False or (isinstance(t, TrackingCfg) and not t.enabled):
+            return None
+        return t if isinstance(t, TrackingCfg) else TrackingCfg()
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal[", "str", "dict",
+                                                                           "TrackingCfg", "ObjectiveCfg", "bool")))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(e["loc"][:-1])
+            allowed = ", ".join(parent.model_fields) if parent else ""
+            msg = f"unknown field; allowed here: {allowed}" if allowed else "unknown field"
+        elif e["type"] == "literal_error":
+            msg = f"{e['input']!r} is not one of {msg.split('Input should be ', 1)[-1]}"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        elif e["type"] == "missing":
+            msg = "required"
+        lines.append(f"{loc or '(recipe)'}: {msg}")
+    seen, out = set(), []
+    for line in lines:  # unions report each branch; keep each message once
+        if line not in seen:
+            seen.add(line)
+            out.append(line)
+    return "\n".join(out)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        f = model.model_fields.get(str(part))
+        if f is None:
+            return model if str(part) in ("TrackingCfg", "ObjectiveCfg") else None
+        ann = f.annotation
+        sub = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sub:
+            return None
+        model = sub[0]
+    return model
+
+
+def set_path(data: dict, dotted: str, value: Any) -> None:
+    """Apply one ``--set a.b.c=value`` override (value parsed as YAML)."""
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {} if node.get(k) in (None, True) else node[k]
+            if not isinstance(node[k], dict):
+                raise RecipeError(f"--set {dotted}: {k} is not a mapping")
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items or []:
+        if "=" not in item:
+            raise RecipeError(f"--set {item!r}: write key.path=value")
+        k, v = item.split("=", 1)
+        out.append((k.strip(), yaml.safe_load(v) if v.strip() else None))
+    return out
+
+
+def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -> tuple[Recipe, str]:
+    """Read, override and validate a recipe; returns it with its original text."""
+    if isinstance(source, dict):
+        data, text = copy.deepcopy(source), yaml.safe_dump(source, sort_keys=False)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise RecipeError(f"recipe {path} does not exist")
+        text = path.read_text()
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise RecipeError("a recipe is a YAML mapping with name, workload, objectives, search, ...")
+    for k, v in parse_overrides(overrides or []):
+        set_path(data, k, v)
+    try:
+        return Recipe.model_validate(data), text
+    except ValidationError as e:
+        raise RecipeError(_format_errors(e)) from None
+
+
+# -- building the pieces ---------------------------------------------------------------------
+
+def build_workload(recipe: Recipe):
+    """The recipe's workload, with objectives and constraints checked against its metrics."""
+    from .workloads import make_workload
+
+    opts = dict(recipe.workload_options)
+    name = recipe.workload_name
+    if recipe.space is not None:
+        opts["space"] = recipe.space
+    try:
+        if "space" in opts and not name.startswith("python:"):
+            from .workloads import _REGISTRY, _load
+
+            _load()
+            fn = _REGISTRY.get(name)
+            if fn is not None and "space" not in inspect.signature(fn).parameters:
+                raise RecipeError(f"space: workload {name!r} has a fixed space; remove 'space' from the recipe")
+        wl = make_workload(name, **opts)
+    except RecipeError:
+        raise
+    except TypeError as e:
+        raise RecipeError(f"workload: {name}: {e}") from None
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        raise RecipeError(f"workload: {e}") from None
+    errs = []
+    for m in recipe.objectives:
+        if wl.metrics and m not in wl.metrics:
+            errs.append(f"objectives.{m}: {m!r} is not a metric of {wl.name} ({', '.join(wl.metrics)})")
+    for m in recipe.constraints:
+        if wl.metrics and m not in wl.metrics:
+            errs.append(f"constraints.{m}: {m!r} is not a metric of {wl.name} ({', '.join(wl.metrics)})")
+    for i, c in enumerate(recipe.search.initial):
+        try:
+            wl.space.validate(c)
+        except ValueError as e:
+            errs.append(f"search.initial.{i}: {e}")
+    if errs:
+        raise RecipeError("\n".join(errs))
+    return wl
+
+
+def resolved_dict(recipe: Recipe) -> dict:
+    return recipe.model_dump(mode="json", exclude_none=True)

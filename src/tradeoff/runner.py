@@ -1,0 +1,75 @@
+"""Run a validated recipe as a study, or resume one from its run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from .api import make_tracker
+from .recipe import Recipe, RecipeError, build_workload, load_recipe, resolved_dict
+from .search.algorithms.base import make_algorithm
+from .search.front import Front
+from .search.objectives import parse_constraints, parse_objectives
+from .search.study import Study, StudySpec, run_dir_for
+
+
+def _tracker(recipe: Recipe):
+    cfg = recipe.tracking_cfg()
+    if cfg is None:
+        return None
+    return make_tracker({"uri": cfg.uri, "experiment": cfg.experiment or recipe.name}, recipe.name)
+
+
+def _executor(recipe: Recipe):
+    from .search.executors import make_executor
+
+    s = recipe.search
+    return make_executor(s.executor, **({"workers": s.workers} if s.executor == "threads" else {}))
+
+
+def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, progress: bool = True) -> tuple[Front, str]:
+    """Build the workload, algorithm and tracker a recipe names, and search."""
+    wl = build_workload(recipe)
+    s = recipe.search
+    spec = StudySpec(
+        objectives=parse_objectives(recipe.objective_directions()),
+        constraints=parse_constraints(recipe.constraints),
+        algorithm=s.algorithm, budget=s.budget, time_budget_s=s.time_budget_s, seed=s.seed,
+        batch_size=s.batch_size, timeout_s=s.timeout_s, name=recipe.name,
+        reference_point=recipe.reference_point,
+    )
+    try:
+        algo = make_algorithm(s.algorithm, **s.options)
+    except TypeError as e:
+        raise RecipeError(f"search.options: {e}") from None
+    algo.setup(wl.space, len(spec.objectives), len(spec.constraints), s.seed, budget=s.budget,
+               initial=[wl.space.validate(c) for c in s.initial])
+    resolved = resolved_dict(recipe)
+    info = {"recipe_path": str(path) if path else None, "recipe_text": text, "resolved": resolved,
+            "workload": wl.name, "workload_info": wl.info}
+    study = Study(wl.space, wl.evaluate, spec, algorithm=algo, tracker=_tracker(recipe), executor=_executor(recipe),
+                  progress=progress, info=info)
+    (study.run_dir / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    return study.run(), study.run_id
+
+
+def resume_run(run_id: str, progress: bool = True) -> tuple[Front, str]:
+    """Continue an interrupted run from its checkpoint; finished trials are not evaluated again."""
+    run_dir = run_dir_for(run_id)
+    if not (run_dir / "study.json").exists():
+        try:
+            from .tracking.mlflow_ import download_checkpoint
+
+            download_checkpoint(run_id, run_dir)
+        except Exception as e:  # noqa: BLE001 - report what is missing, not a traceback
+            raise RecipeError(f"run {run_id!r}: no local checkpoint under {run_dir} and none in MLflow ({e})") from None
+    resolved = json.loads((run_dir / "study.json").read_text()).get("info", {}).get("resolved")
+    if not resolved:
+        raise RecipeError(f"run {run_id!r} was started from the Python API; resume it with search(..., resume=...)")
+    recipe, _ = load_recipe(resolved)
+    wl = build_workload(recipe)
+    study = Study.resume(run_id, wl.space, wl.evaluate, tracker=_tracker(recipe), executor=_executor(recipe),
+                         progress=progress)
+    return study.run(), run_id

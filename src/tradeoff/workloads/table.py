@@ -1,0 +1,69 @@
+"""Lookup-table workloads: metrics precomputed per configuration in a CSV/parquet file or frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..search.front import nondominated_mask
+from ..search.study import TrialError
+from ..spaces.params import Choice
+from ..spaces.space import Space
+from . import Workload, register_workload
+
+
+def read_table(path: str | Path):
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"table {path} does not exist")
+    if path.suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if path.suffix in (".csv", ".txt"):
+        return pd.read_csv(path)
+    raise ValueError(f"table {path}: use a .csv or .parquet file")
+
+
+def table_workload(frame, params: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
+                   directions: dict[str, str] | None = None, name: str = "table") -> Workload:
+    """A workload whose evaluate looks the config up in ``frame`` (one row per configuration)."""
+    directions = dict(directions or {})
+    cols = list(frame.columns)
+    if metrics is None:
+        metrics = [c for c in cols if c in directions] or [c for c in cols if c not in (params or [])]
+    if params is None:
+        params = [c for c in cols if c not in metrics]
+    missing = [c for c in [*params, *metrics] if c not in cols]
+    if missing:
+        raise ValueError(f"table has no column {', '.join(missing)}; it has {', '.join(cols)}")
+    if not params:
+        raise ValueError("a table workload needs at least one parameter column")
+    space = Space({p: Choice(sorted(frame[p].dropna().unique().tolist())) for p in params})
+    lookup: dict[tuple, dict[str, float]] = {}
+    values = frame[list(metrics)].to_numpy(dtype=float)
+    for key, row in zip(frame[list(params)].itertuples(index=False, name=None), values):
+        lookup.setdefault(tuple(key), dict(zip(metrics, row.tolist())))
+
+    def evaluate(config: dict[str, Any]) -> dict[str, float]:
+        key = tuple(config[p] for p in params)
+        if key not in lookup:
+            raise TrialError(f"no row in the table for {dict(zip(params, key))}")
+        return dict(lookup[key])
+
+    def true_front(objectives: list[str]) -> np.ndarray:
+        signs = np.array([1.0 if directions.get(o, "minimize") == "minimize" else -1.0 for o in objectives])
+        F = frame[objectives].dropna().to_numpy(dtype=float) * signs
+        return F[nondominated_mask(F)]
+
+    return Workload(name, space, evaluate, metrics={m: directions.get(m, "minimize") for m in metrics},
+                    default_objectives={m: directions[m] for m in metrics if m in directions},
+                    true_front=true_front, info={"rows": len(frame), "unique_configs": len(lookup)})
+
+
+@register_workload("table")
+def make_table(path: str, params: list[str] | None = None, metrics: list[str] | None = None,
+               directions: dict[str, str] | None = None) -> Workload:
+    return table_workload(read_table(path), params, metrics, directions, name=f"table:{Path(path).name}")
