@@ -163,7 +163,7 @@ def set_path(data: dict, dotted: str, value: Any) -> None:
     node = data
     for k in keys[:-1]:
         if not isinstance(node.get(k), dict):
-            node[k] = {} if node.get(k) in (None, True) else node[k]
+            node[k] = {} if node.get(k) in (None, True, False) else node[k]
             if not isinstance(node[k], dict):
                 raise RecipeError(f"--set {dotted}: {k} is not a mapping")
         node = node[k]

@@ -100,7 +100,7 @@ class Space:
 
     def key(self, config: Mapping[str, Any]) -> str:
         """A stable id: equal configs get equal keys across processes and runs."""
-        parts = [f"{n}={p.key_part(config[n])}" for n, p in self._params.items()]
+        parts = [f"{n}={p.key_part(p.validate(config[n]))}" for n, p in self._params.items()]
         return hashlib.sha1(";".join(parts).encode()).hexdigest()[:16]
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:

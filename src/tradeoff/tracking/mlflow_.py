@@ -1,0 +1,352 @@
+"""MlflowTracker: one parent run per search, one child run per trial, the front and its plots.
+
+Everything goes through ``MlflowClient`` (no fluent ``mlflow.start_run`` state), so a tracker
+never touches the user's active run and costs a few store calls per trial: create the child
+run, one ``log_batch``, set it terminated.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import platform
+import re
+import socket
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import unquote
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from ..search.front import Front
+from ..search.study import run_dir_for
+from ..search.trial import Trial
+
+LONG_VALUE = 250            # a config value longer than this is summarised in params, kept whole in config.json
+PARAM_LIMIT = 6000          # MLflow's limits on one param / tag value and on one log_batch
+TAG_LIMIT = 8000
+BATCH_PARAMS_TAGS = 100
+BATCH_METRICS = 1000
+CHECKPOINT_FILES = ("state.pkl", "trials.jsonl", "study.json")
+# import name -> distributions that may provide it (first one installed wins)
+VERSIONED = {
+    "tradeoff": ("tradeoff",), "numpy": ("numpy",), "torch": ("torch",), "pymoo": ("pymoo",),
+    "optuna": ("optuna",), "nevergrad": ("nevergrad",), "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "tvm": ("apache-tvm", "tvm"), "mlflow": ("mlflow",),
+}
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``mlflow.db`` in the working directory."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return uri if uri else f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def local_artifact_root(uri: str) -> str | None:
+    """Where a local SQLite store keeps artifacts: ``mlruns/`` beside the database file."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a server or a file store decides for itself
+    db = unquote(uri[len("sqlite:///"):].split("?", 1)[0])
+    if not db or db == ":memory:":
+        return None
+    return (Path(os.path.abspath(db)).parent / "mlruns").as_uri()
+
+
+class MlflowTracker:
+    """Logs a Study to MLflow: called by the Study at start, per trial, per batch and at the end."""
+
+    def __init__(self, uri: str | None = None, experiment: str = "tradeoff", run_name: str = "search",
+                 log_trials: bool = True):
+        self.uri = uri or default_tracking_uri()
+        self.experiment = experiment
+        self.run_name = run_name
+        self.log_trials = log_trials
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self._source = _source_tags()
+        self.trial_seconds = 0.0    # time spent logging trials, to keep an eye on its cost
+        self.trials_logged = 0
+
+    # -- the parent run ------------------------------------------------------------------------
+    def start(self, info: Mapping[str, Any]) -> str:
+        self.experiment_id = self._experiment_id()
+        tags = {**self._source, "tradeoff.kind": "study", **_version_tags(), **_machine_tags()}
+        space = dict(info.get("space") or {})
+        tags["space"] = _clip(json.dumps(space), TAG_LIMIT)
+        if info.get("recipe_path"):
+            tags["recipe_path"] = str(info["recipe_path"])
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.run_name)
+        self.run_id = run.info.run_id
+        self.client.set_tag(self.run_id, "tradeoff.run_dir", str(run_dir_for(self.run_id)))
+        params = flatten(info.get("spec") or {})
+        skip = {"spec", "space", "recipe_path", "recipe_text", "resolved"}
+        for k, v in flatten({k: v for k, v in info.items() if k not in skip}).items():
+            params.setdefault(k, v)
+        self._batch(self.run_id, params={_key(k): _clip(_text(v), PARAM_LIMIT) for k, v in params.items()})
+        self.client.log_dict(self.run_id, space, "space.json")
+        text = info.get("recipe_text")
+        if text is None and info.get("recipe_path") and Path(info["recipe_path"]).is_file():
+            text = Path(info["recipe_path"]).read_text()
+        if text is not None:
+            self.client.log_text(self.run_id, str(text), "recipe.yaml")
+        if info.get("resolved") is not None:
+            self.client.log_text(self.run_id, _yaml(info["resolved"]), "resolved.yaml")
+        return self.run_id
+
+    def reopen(self, run_id: str) -> None:
+        run = self.client.get_run(run_id)
+        self.run_id, self.experiment_id = run_id, run.info.experiment_id
+        self.client.update_run(run_id, status="RUNNING")
+
+    def finish(self, status: str) -> None:
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, status)
+
+    # -- per trial / per batch -----------------------------------------------------------------
+    def log_trial(self, trial: Trial) -> None:
+        if not self.log_trials or self.run_id is None:
+            return
+        t0 = time.perf_counter()
+        now = int(time.time() * 1000)
+        tags = {**self._source, "mlflow.parentRunId": self.run_id, "tradeoff.kind": "trial",
+                "state": trial.state, "feasible": str(bool(trial.feasible)).lower(), "key": trial.key,
+                "batch": str(trial.batch)}
+        if trial.reason:
+            tags["reason"] = _clip(trial.reason, TAG_LIMIT)
+        run = self.client.create_run(self.experiment_id, start_time=now - int(trial.duration_s * 1000), tags=tags,
+                                     run_name=f"trial-{trial.number}")
+        child = run.info.run_id
+        params, long = config_params(trial.config)
+        metrics = {**trial.metrics, "duration_s": trial.duration_s}
+        self._batch(child, params=params, metrics=metrics, timestamp=now)
+        if long:
+            self.client.log_text(child, json.dumps(trial.config, indent=1), "config.json")
+        self.client.set_terminated(child, "FINISHED" if trial.ok else "FAILED", end_time=now)
+        self.trial_seconds += time.perf_counter() - t0
+        self.trials_logged += 1
+
+    def log_checkpoint(self, run_dir: Path) -> None:
+        """Upload the run directory's checkpoint, so the search can resume on another machine."""
+        if self.run_id is None:
+            return
+        for name in CHECKPOINT_FILES:
+            path = Path(run_dir) / name
+            if path.exists():
+                self.client.log_artifact(self.run_id, str(path), "checkpoint")
+
+    # -- the end -------------------------------------------------------------------------------
+    def log_front(self, front: Front, run_dir: Path) -> None:
+        """Write the front's tables and plots into the run directory, then log them on the parent."""
+        if self.run_id is None:
+            return
+        from .plots import plot_front, plot_hypervolume
+
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        front.to_frame().to_csv(run_dir / "front.csv", index=False)
+        (run_dir / "front.json").write_text(front.to_json())
+        trials_frame(front).to_csv(run_dir / "trials.csv", index=False)
+        plot_front(front, run_dir / "front.png", title=self.run_name)
+        plot_hypervolume(front, run_dir / "hypervolume.png", title=self.run_name)
+        for name in ("front.csv", "front.json", "trials.csv", "front.png", "hypervolume.png"):
+            self.client.log_artifact(self.run_id, str(run_dir / name))
+        n = len(front.trials)
+        infeasible = sum(1 for t in front.trials if t.ok and not t.feasible)
+        metrics = {"hypervolume": front.hypervolume(), "front_size": len(front.members), "n_trials": n,
+                   "n_failed": len(front.failed), "n_infeasible": infeasible}
+        tags = {"mlflow.note.content": front.summary(),
+                "reference_point": _clip(json.dumps(front.reference()), TAG_LIMIT)}
+        self._batch(self.run_id, metrics=metrics, tags=tags, step=n)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _experiment_id(self) -> str:
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            try:
+                return self.client.create_experiment(self.experiment, artifact_location=local_artifact_root(self.uri))
+            except MlflowException:  # created meanwhile by another process
+                exp = self.client.get_experiment_by_name(self.experiment)
+                if exp is None:
+                    raise
+        if exp.lifecycle_stage == "deleted":
+            self.client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+
+    def _batch(self, run_id: str, params: Mapping[str, str] = (), metrics: Mapping[str, float] = (),
+               tags: Mapping[str, str] = (), timestamp: int | None = None, step: int = 0) -> None:
+        """One log_batch when it fits MLflow's limits (the usual case), else several."""
+        ts = timestamp or int(time.time() * 1000)
+        ps = [Param(_key(k), str(v)) for k, v in dict(params).items()]
+        ms = [Metric(_key(k), float(v), ts, step) for k, v in dict(metrics).items()]
+        ts_ = [RunTag(k, str(v)) for k, v in dict(tags).items()]
+        while ps or ms or ts_:
+            p, ps = ps[:BATCH_PARAMS_TAGS], ps[BATCH_PARAMS_TAGS:]
+            t, ts_ = ts_[:BATCH_PARAMS_TAGS - len(p)], ts_[BATCH_PARAMS_TAGS - len(p):]
+            m, ms = ms[:BATCH_METRICS - len(p) - len(t)], ms[BATCH_METRICS - len(p) - len(t):]
+            self.client.log_batch(run_id, metrics=m, params=p, tags=t)
+
+
+# -- reading back -------------------------------------------------------------------------------
+def read_run(run_id: str, uri: str | None = None) -> dict:
+    """A parent run as plain data, for ``tradeoff show`` when the local run directory is gone."""
+    client = MlflowClient(tracking_uri=uri or default_tracking_uri())
+    run = client.get_run(run_id)
+    exp = client.get_experiment(run.info.experiment_id)
+    return {
+        "run_id": run_id,
+        "experiment": exp.name if exp else run.info.experiment_id,
+        "name": run.info.run_name,
+        "status": run.info.status,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "artifacts": list_artifacts(client, run_id),
+    }
+
+
+def list_artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> list[str]:
+    out = []
+    for f in client.list_artifacts(run_id, path):
+        out.extend(list_artifacts(client, run_id, f.path) if f.is_dir else [f.path])
+    return out
+
+
+def download_checkpoint(run_id: str, dest_dir: str | Path, uri: str | None = None) -> Path:
+    """Fetch a run's ``checkpoint/`` into ``dest_dir`` (its run directory), to resume it elsewhere."""
+    client = MlflowClient(tracking_uri=uri or default_tracking_uri())
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        try:
+            local = Path(client.download_artifacts(run_id, "checkpoint", tmp))
+        except (MlflowException, OSError) as e:
+            raise FileNotFoundError(f"run {run_id!r} has no checkpoint in {client.tracking_uri}: {e}") from None
+        if not (local / "state.pkl").exists():
+            raise FileNotFoundError(f"run {run_id!r} has no checkpoint/state.pkl in {client.tracking_uri}")
+        for f in local.iterdir():
+            os.replace(f, dest / f.name)
+    return dest
+
+
+# -- what gets logged ---------------------------------------------------------------------------
+def config_params(config: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
+    """A trial's choices as params; a long value (a mask's bits) becomes its length, density and hash."""
+    params: dict[str, str] = {}
+    long = False
+    for name, value in config.items():
+        text = _text(value)
+        if len(text) <= LONG_VALUE:
+            params[name] = text
+            continue
+        long = True
+        params[f"{name}.len"] = str(len(text))
+        if set(text) <= {"0", "1"}:
+            params[f"{name}.density"] = f"{text.count('1') / len(text):.4f}"
+        params[f"{name}.sha1"] = hashlib.sha1(text.encode()).hexdigest()[:12]
+    return params, long
+
+
+def trials_frame(front: Front):
+    """Every trial: number, state, reason, feasibility, objectives first, other metrics, then choices."""
+    import pandas as pd
+
+    rows = []
+    for t in front.trials:
+        row: dict[str, Any] = {"trial": t.number, "state": t.state, "feasible": t.feasible, "reason": t.reason,
+                               "duration_s": t.duration_s, "batch": t.batch, "key": t.key}
+        row.update({n: t.metrics.get(n) for n in front.names})
+        row.update({k: v for k, v in t.metrics.items() if k not in front.names})
+        row.update({(k if k not in row else f"config.{k}"): v for k, v in t.config.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys; objectives and constraints (lists of records) by their name."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if k == "objectives" and isinstance(v, list) and all(isinstance(o, Mapping) and "name" in o for o in v):
+            out.update({f"{key}.{o['name']}": o.get("direction", "minimize") for o in v})
+        elif k == "constraints" and isinstance(v, list) and all(isinstance(c, Mapping) and "metric" in c for c in v):
+            out.update({f"{key}.{c['metric']}": f"{c['op']} {c['bound']:g}" for c in v})
+        elif isinstance(v, Mapping):
+            out.update(flatten(v, key + ".") if v else {key: "{}"})
+        else:
+            out[key] = v
+    return out
+
+
+def _version_tags() -> dict[str, str]:
+    """Installed versions from package metadata (nothing is imported for them)."""
+    out = {}
+    for name, dists in VERSIONED.items():
+        for dist in dists:
+            try:
+                out[f"version.{name}"] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    if "version.tradeoff" not in out:  # run from a source tree
+        from .. import __version__
+
+        out["version.tradeoff"] = __version__
+    out["version.python"] = platform.python_version()
+    return out
+
+
+def _machine_tags() -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    return {"machine.platform": platform.platform(), "machine.cpu": cpu, "machine.cores": str(os.cpu_count()),
+            "machine.cores_usable": str(usable), "machine.hostname": socket.gethostname()}
+
+
+def _source_tags() -> dict[str, str]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return {"mlflow.user": user, "mlflow.source.name": os.path.basename(sys.argv[0] or "python") or "python",
+            "mlflow.source.type": "LOCAL"}
+
+
+def _text(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
+def _clip(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def _key(k: str) -> str:
+    """A name MLflow accepts (letters, digits, _ - . space : /), never a path outside the run."""
+    k = re.sub(r"[^\w.\- :/]", "_", str(k)).strip("/") or "_"
+    return k.replace("..", "__")
+
+
+def _yaml(data: Any) -> str:
+    import yaml
+
+    if isinstance(data, str):
+        return data
+    return yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False)

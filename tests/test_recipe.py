@@ -1,0 +1,123 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tradeoff.recipe import RecipeError, build_workload, load_recipe
+
+from conftest import subprocess_env
+
+GOOD = {
+    "name": "t",
+    "workload": {"name": "zdt1", "n_var": 3},
+    "objectives": {"f1": "minimize", "f2": {"direction": "minimize"}},
+    "constraints": {"f1": "<= 0.9"},
+    "search": {"algorithm": "nsga2", "budget": 20, "seed": 1},
+    "tracking": False,
+}
+
+
+def bad(**changes):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    for path, value in changes.items():
+        node = data
+        keys = path.split("__")
+        for k in keys[:-1]:
+            node = node[k]
+        if value is KeyError:
+            del node[keys[-1]]
+        else:
+            node[keys[-1]] = value
+    return data
+
+
+def test_good_recipe_validates_and_builds():
+    recipe, _ = load_recipe(GOOD)
+    wl = build_workload(recipe)
+    assert recipe.search.budget == 20 and wl.space.names == ["x0", "x1", "x2"]
+    assert recipe.tracking_cfg() is None
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"search__algorithm": "nsga"}, "search.algorithm: 'nsga' is not one of"),
+    ({"search__budgte": 5}, "search.budgte: unknown field; allowed here: algorithm, budget"),
+    ({"search__budget": 0}, "search.budget: Input should be greater than 0"),
+    ({"search__budget": None}, "search: give budget (trials) and/or time_budget_s (seconds)"),
+    ({"search__executor": "gpu"}, "search.executor: 'gpu' is not one of 'local' or 'threads'"),
+    ({"objectives__f1": "minimise"}, "objectives: f1: 'minimise' is not one of minimize, maximize"),
+    ({"objectives": {}}, "objectives: at least one objective is needed"),
+    ({"constraints__f1": "at most 3"}, "constraints: constraint on 'f1': 'at most 3' is not of the form '<= 5'"),
+    ({"name": KeyError}, "name: required"),
+    ({"name": "has space"}, "name: String should match pattern"),
+    ({"workload": {"n_var": 3}}, "workload: a workload mapping needs 'name'"),
+    ({"colour": "red"}, "colour: unknown field; allowed here: name, description, workload"),
+    ({"tracking": {"urii": "x"}}, "tracking.urii: unknown field; allowed here: enabled, uri, experiment"),
+])
+def test_schema_errors_name_the_field_and_what_is_allowed(changes, message):
+    with pytest.raises(RecipeError) as e:
+        load_recipe(bad(**changes))
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"workload": "zdt9"}, "workload: workload 'zdt9' is not one of dtlz1"),
+    ({"objectives": {"f1": "minimize", "latency_ms": "minimize"}},
+     "objectives.latency_ms: 'latency_ms' is not a metric of zdt1 (f1, f2)"),
+    ({"constraints": {"acc": ">= 0.9"}}, "constraints.acc: 'acc' is not a metric of zdt1"),
+    ({"workload": {"name": "zdt1", "n_vars": 3}}, "workload: zdt1: "),
+    ({"workload": {"name": "python: nomodule_here.x:make"}}, "workload: No module named 'nomodule_here'"),
+    ({"space": {"a": [1, 2]}}, "space: workload 'zdt1' has a fixed space"),
+    ({"search__initial": [{"x0": 0.5, "x1": 0.5, "x2": 7}]}, "search.initial.0: x2: 7.0 is not in reals 0.0..1.0"),
+    ({"workload": {"name": "table", "path": "nope.csv"}}, "workload: table nope.csv does not exist"),
+])
+def test_workload_level_errors(changes, message):
+    recipe, _ = load_recipe(bad(**changes))
+    with pytest.raises(RecipeError) as e:
+        build_workload(recipe)
+    assert message in str(e.value)
+
+
+def test_overrides_and_yaml_errors(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(GOOD))
+    recipe, _ = load_recipe(p, ["search.budget=7", "search.algorithm=random", "tracking.experiment=x"])
+    assert recipe.search.budget == 7 and recipe.search.algorithm == "random"
+    assert recipe.tracking_cfg().experiment == "x"
+    with pytest.raises(RecipeError, match="--set search.budget: write key.path=value|write key.path=value"):
+        load_recipe(p, ["search.budget"])
+    p.write_text("name: [unclosed")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(p)
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "missing.yaml")
+
+
+def test_cli_reports_bad_recipe_with_exit_2(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(bad(search__algorithm="nsga")))
+    out = subprocess.run([sys.executable, "-m", "tradeoff.cli", "run", str(p)], capture_output=True, text=True,
+                         env=subprocess_env(tmp_path), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "search.algorithm: 'nsga' is not one of" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_table_workload_from_csv(tmp_path):
+    import pandas as pd
+
+    rows = [{"w": w, "d": d, "acc": 0.5 + 0.1 * d + 0.001 * w, "lat": w * d} for w in (8, 16, 32) for d in (1, 2, 3)]
+    rows = rows[:-1]  # one configuration missing from the table
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    recipe, _ = load_recipe({
+        "name": "tab", "workload": {"name": "table", "path": str(tmp_path / "t.csv"), "params": ["w", "d"]},
+        "objectives": {"acc": "maximize", "lat": "minimize"}, "search": {"algorithm": "random", "budget": 9},
+        "tracking": False})
+    wl = build_workload(recipe)
+    assert wl.space.cardinality == 9
+    from tradeoff.runner import run_recipe
+
+    front, _ = run_recipe(recipe, progress=False)
+    failed = front.failed
+    assert len(front.trials) == 9 and len(failed) == 1
+    assert failed[0].config == {"w": 32, "d": 3} and "no row in the table" in failed[0].reason

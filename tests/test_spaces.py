@@ -1,0 +1,131 @@
+import math
+
+import numpy as np
+import pytest
+
+import tradeoff as to
+from tradeoff.spaces.params import param_from_spec
+
+
+@pytest.fixture
+def space():
+    return to.Space({
+        "act": to.Choice(["relu", "gelu", "silu"]),
+        "width": to.Choice([16, 32, 64]),
+        "bits": to.Bits([4, 8, 32]),
+        "depth": to.Int(2, 8),
+        "heads": to.Int(1, 64, log=True),
+        "drop": to.Float(0.0, 0.5),
+        "lr": to.Float(1e-4, 1e-1, log=True),
+        "mask": to.Mask((3, 4)),
+    })
+
+
+def test_sample_validate_roundtrip_json_and_genes(space):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        c = space.sample(rng)
+        v = space.validate(c)
+        assert space.key(v) == space.key(c)
+        j = space.to_json(c)
+        assert space.key(space.from_json(j)) == space.key(c)
+        g = space.to_genes(c)
+        assert g.shape == (space.n_genes,)
+        back = space.from_genes(g)
+        assert space.key(back) == space.key(c)
+
+
+def test_encode_is_numeric_in_unit_range(space):
+    X = space.encode_many([space.sample(np.random.default_rng(i)) for i in range(20)])
+    assert X.shape == (20, space.n_features)
+    # unordered 3-way choice is one-hot (3), mask is 12 bits
+    assert space.n_features == 3 + 1 + 1 + 1 + 1 + 1 + 1 + 12
+    assert np.all((X >= 0) & (X <= 1))
+
+
+def test_keys_are_stable_and_distinguish_configs(space):
+    c = space.default()
+    assert space.key(c) == space.key(dict(c))
+    c2 = dict(c, depth=3)
+    assert space.key(c2) != space.key(c)
+    m = c["mask"].copy()
+    m[0, 0] = not m[0, 0]
+    assert space.key(dict(c, mask=m)) != space.key(c)
+    # equal values in another type are the same config
+    s = to.Space({"a": to.Int(0, 3)})
+    assert s.key({"a": 2}) == s.key({"a": 2.0})
+
+
+@pytest.mark.parametrize("name,value,needle", [
+    ("act", "tanh", "act: 'tanh' is not one of relu, gelu, silu"),
+    ("width", 48, "width: 48 is not one of 16, 32, 64"),
+    ("depth", 9, "depth: 9 is not in integers 2..8"),
+    ("depth", 2.5, "depth: 2.5 is not an integer"),
+    ("drop", 0.7, "drop: 0.7 is not in reals 0.0..0.5"),
+    ("mask", np.zeros((2, 2)), "mask: mask of shape (2, 2) is not binary masks of shape 3x4"),
+])
+def test_validate_names_param_and_domain(space, name, value, needle):
+    c = space.default()
+    c[name] = value
+    with pytest.raises(to.SpaceError) as e:
+        space.validate(c)
+    assert needle in str(e.value)
+
+
+def test_validate_missing_and_unknown(space):
+    c = space.default()
+    del c["depth"]
+    with pytest.raises(to.SpaceError, match="depth: missing"):
+        space.validate(c)
+    with pytest.raises(to.SpaceError, match="unknown params nope"):
+        space.validate(dict(space.default(), nope=1))
+
+
+def test_join_prefixes_and_split():
+    q = to.Space({"conv1": to.Bits(), "fc": to.Bits()})
+    p = to.Space({"conv1": to.Choice([0.5, 1.0])})
+    j = to.Space.join(quant=q, prune=p)
+    assert j.names == ["quant.conv1", "quant.fc", "prune.conv1"]
+    c = j.sample(np.random.default_rng(0))
+    assert set(to.Space.split(c, "quant")) == {"conv1", "fc"}
+    assert j.subspace("prune").names == ["conv1"]
+    assert j.cardinality == 3 * 3 * 2
+
+
+def test_int_log_sampling_covers_range_and_step():
+    p = to.Int(1, 1024, log=True)
+    rng = np.random.default_rng(0)
+    xs = [p.sample(rng) for _ in range(2000)]
+    assert min(xs) == 1 and max(xs) >= 512
+    assert np.median(xs) < 100  # log-uniform, not uniform
+    s = to.Int(0, 10, step=5)
+    assert sorted({s.sample(rng) for _ in range(100)}) == [0, 5, 10]
+    with pytest.raises(ValueError):
+        s.validate(3)
+
+
+def test_mask_bitstring_json():
+    m = to.Mask((2, 3))
+    v = np.array([[1, 0, 1], [0, 0, 1]], dtype=bool)
+    assert m.to_json(v) == "101001"
+    assert (m.from_json("101001") == v).all()
+    with pytest.raises(ValueError):
+        m.from_json("10100")
+
+
+def test_param_specs_from_yaml_forms():
+    assert param_from_spec([1, 2, 3]) == to.Choice([1, 2, 3])
+    assert param_from_spec({"kind": "int", "low": 1, "high": 4}) == to.Int(1, 4)
+    assert param_from_spec({"kind": "float", "low": 1e-3, "high": 1, "log": True}).log
+    assert param_from_spec({"kind": "mask", "shape": [20, 28, 3]}).size == 1680
+    with pytest.raises(ValueError, match="kind 'real' is not one of choice, bits, int, float, mask"):
+        param_from_spec({"kind": "real", "low": 0, "high": 1})
+    with pytest.raises(ValueError, match="unknown keys for a int param: hi"):
+        param_from_spec({"kind": "int", "low": 0, "high": 1, "hi": 2})
+    with pytest.raises(ValueError, match="needs 'high'"):
+        param_from_spec({"kind": "float", "low": 0})
+
+
+def test_cardinality():
+    assert math.isinf(to.Space({"a": to.Float(0, 1)}).cardinality)
+    assert to.Space({"m": to.Mask(10)}).cardinality == 1024

@@ -1,0 +1,202 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tradeoff as to
+from tradeoff.search.study import load_trials, run_dir_for
+from tradeoff.workloads import make_workload
+
+from conftest import subprocess_env
+
+ZDT = make_workload("zdt1", n_var=4)
+OBJ = {"f1": "minimize", "f2": "minimize"}
+
+
+def test_failed_trials_are_recorded_with_reason_and_search_goes_on():
+    def evaluate(c):
+        if c["x0"] > 0.7:
+            raise RuntimeError("export failed: unsupported op")
+        if c["x1"] > 0.9:
+            return {"f1": math.nan, "f2": 1.0}
+        if c["x2"] > 0.95:
+            return {"f1": 1.0}
+        return ZDT.evaluate(c)
+
+    front = to.search(ZDT.space, OBJ, evaluate, budget=60, algorithm="random", seed=1, tracking=None)
+    assert len(front.trials) == 60
+    reasons = [t.reason for t in front.failed]
+    assert any(r == "RuntimeError: export failed: unsupported op" for r in reasons)
+    assert any(r == "f1 is nan" for r in reasons)
+    assert all(t.state == "failed" for t in front.failed)
+    assert all(t.ok for t in front.members)
+    assert len(front.complete) + len(front.failed) == 60
+    assert all(t.config["x0"] <= 0.7 for t in front.complete)
+
+
+def test_timeout_fails_the_trial_and_continues():
+    def evaluate(c):
+        if c["x0"] > 0.8:
+            time.sleep(2.0)
+        return ZDT.evaluate(c)
+
+    t0 = time.monotonic()
+    front = to.search(ZDT.space, OBJ, evaluate, budget=20, algorithm="random", seed=0, tracking=None, timeout_s=0.2)
+    slow = [t for t in front.trials if t.config["x0"] > 0.8]
+    assert slow, "the seed should produce some slow candidates"
+    assert all(t.reason == "timed out after 0.2 s" for t in slow)
+    assert time.monotonic() - t0 < 0.2 * len(slow) + 5
+
+
+def test_equal_configs_are_evaluated_once():
+    space = to.Space({"a": to.Choice([1, 2, 3]), "b": to.Choice(["x", "y"])})
+    calls = []
+
+    def evaluate(c):
+        calls.append((c["a"], c["b"]))
+        return {"f1": c["a"], "f2": -c["a"] + (c["b"] == "x")}
+
+    front = to.search(space, OBJ, evaluate, budget=50, algorithm="random", seed=0, tracking=None, batch_size=4)
+    assert len(calls) == len(set(calls)) == 6  # the space has 6 configs; the study stops when exhausted
+    assert len(front.trials) == 6
+    assert len({t.key for t in front.trials}) == 6
+
+
+def test_constraints_make_infeasible_trials_leave_the_front():
+    front = to.search(ZDT.space, OBJ, ZDT.evaluate, budget=80, algorithm="nsga2", seed=0, tracking=None,
+                      constraints={"f1": ("<=", 0.5), "f2": "<= 3"})
+    assert front.members
+    assert all(t.metrics["f1"] <= 0.5 and t.metrics["f2"] <= 3 for t in front.members)
+    infeasible = [t for t in front.complete if not t.feasible]
+    assert infeasible and all(t.metrics["f1"] > 0.5 or t.metrics["f2"] > 3 for t in infeasible)
+
+
+def test_maximize_is_reported_in_user_units():
+    space = to.Space({"x": to.Float(0, 1)})
+    front = to.search(space, {"acc": "maximize", "cost": "minimize"}, lambda c: {"acc": c["x"], "cost": c["x"] ** 2},
+                      budget=30, algorithm="random", seed=0, tracking=None)
+    accs = [m.metrics["acc"] for m in front.members]
+    assert all(0 <= a <= 1 for a in accs)  # not negated
+    assert len(front.members) == 30  # every point is a trade-off
+    ref = front.reference({"acc": 0.0, "cost": 1.0})
+    assert ref == {"acc": 0.0, "cost": 1.0}
+    hv = front.hypervolume({"acc": 0.0, "cost": 1.0})
+    assert 0.5 < hv < 2 / 3 + 1e-9  # area above y=x^2 in the unit square is 2/3
+
+
+def test_same_seed_same_trials_and_hypervolume_curve_is_monotone():
+    a = to.search(ZDT.space, OBJ, ZDT.evaluate, budget=60, algorithm="nsga2", seed=3, tracking=None)
+    b = to.search(ZDT.space, OBJ, ZDT.evaluate, budget=60, algorithm="nsga2", seed=3, tracking=None)
+    assert [t.key for t in a.trials] == [t.key for t in b.trials]
+    curve = a.hypervolume_curve({"f1": 1.1, "f2": 10})
+    assert len(curve) == 60 and np.all(np.diff(curve) >= -1e-12) and curve[-1] > 0
+    assert curve[-1] == pytest.approx(a.hypervolume({"f1": 1.1, "f2": 10}))
+
+
+def test_time_budget_stops_the_search():
+    def evaluate(c):
+        time.sleep(0.05)
+        return ZDT.evaluate(c)
+
+    t0 = time.monotonic()
+    front = to.search(ZDT.space, OBJ, evaluate, budget=None, time_budget_s=1.0, algorithm="random", seed=0,
+                      tracking=None, batch_size=2)
+    assert 5 <= len(front.trials) <= 30
+    assert time.monotonic() - t0 < 3
+
+
+def test_resume_after_interrupt_in_process():
+    """Ctrl-C mid-search, then resume=RUN_ID: no finished trial runs again; same front as uninterrupted."""
+    ref = to.search(ZDT.space, OBJ, ZDT.evaluate, budget=50, algorithm="nsga2", seed=5, tracking=None, batch_size=8)
+    calls = []
+
+    def interrupting(c):
+        calls.append(ZDT.space.key(c))
+        if len(calls) == 21:
+            raise KeyboardInterrupt
+        return ZDT.evaluate(c)
+
+    with pytest.raises(KeyboardInterrupt):
+        to.search(ZDT.space, OBJ, interrupting, budget=50, algorithm="nsga2", seed=5, tracking=None, batch_size=8)
+    runs = list((Path(os.environ["TRADEOFF_HOME"]) / "runs").iterdir())
+    run_id = next(p.name for p in runs if len(load_trials(p)) == 20)
+    first = [t.key for t in load_trials(run_dir_for(run_id))]
+    calls2 = []
+
+    def counting(c):
+        calls2.append(ZDT.space.key(c))
+        return ZDT.evaluate(c)
+
+    front = to.search(ZDT.space, OBJ, counting, budget=50, algorithm="nsga2", seed=5, tracking=None,
+                      batch_size=8, resume=run_id)
+    assert not set(calls2) & set(first)
+    assert len(calls2) == 30 and len(front.trials) == 50
+    assert [t.key for t in front.trials] == [t.key for t in ref.trials]
+    assert [m.key for m in front.members] == [m.key for m in ref.members]
+
+
+def _count_lines(p: Path) -> int:
+    return len(p.read_text().splitlines()) if p.exists() else 0
+
+
+def test_resume_after_sigkill_cli(tmp_path):
+    """`kill -9` a running `tradeoff run`, then `tradeoff run --resume RUN_ID`."""
+    recipe = tmp_path / "slow.yaml"
+    log1, log2 = tmp_path / "calls1.txt", tmp_path / "calls2.txt"
+
+    def write(log):
+        recipe.write_text(f"""
+name: slow
+workload: {{name: "python: helpers.workloads:slow_zdt", delay: 0.03, log: "{log}"}}
+objectives: {{f1: minimize, f2: minimize}}
+search: {{algorithm: nsga2, budget: 60, seed: 11, batch_size: 10}}
+tracking: false
+""")
+
+    write(log1)
+    env = subprocess_env(tmp_path)
+    exe = [sys.executable, "-m", "tradeoff.cli"]
+    proc = subprocess.Popen([*exe, "run", str(recipe), "-q"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    home = tmp_path / ".tradeoff" / "runs"
+    deadline = time.monotonic() + 60
+    run_dir = None
+    while time.monotonic() < deadline:
+        dirs = list(home.glob("*")) if home.exists() else []
+        if dirs and _count_lines(dirs[0] / "trials.jsonl") >= 25:
+            run_dir = dirs[0]
+            break
+        time.sleep(0.01)
+    assert run_dir is not None, proc.stderr.read().decode() if proc.poll() is not None else "no progress"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = load_trials(run_dir)
+    assert 25 <= len(done_before) < 60
+    # the recipe stored in the run is used on resume; point its log elsewhere to count the second part's calls
+    study = json.loads((run_dir / "study.json").read_text())
+    study["info"]["resolved"]["workload"]["log"] = str(log2)
+    (run_dir / "study.json").write_text(json.dumps(study))
+    out = subprocess.run([*exe, "run", "--resume", run_dir.name, "-q"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    trials = load_trials(run_dir)
+    assert len(trials) == 60
+    assert [t.number for t in trials] == list(range(60))
+    resumed_calls = log2.read_text().split()
+    assert not set(resumed_calls) & {t.key for t in done_before}
+    assert len(resumed_calls) == 60 - len(done_before)
+    # equal to an uninterrupted run with the same seed (deterministic evaluator)
+    write(tmp_path / "calls3.txt")
+    out = subprocess.run([*exe, "run", str(recipe), "-q"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    other = next(d for d in home.iterdir() if d != run_dir)
+    assert [t.key for t in load_trials(other)] == [t.key for t in trials]
+    assert "Pareto front" in out.stdout and f"run id: {other.name}" in out.stdout
