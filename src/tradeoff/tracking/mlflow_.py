@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..search.front import Front
-from ..search.study import run_dir_for
+from ..search.study import load_trials, run_dir_for
 from ..search.trial import Trial
 
 LONG_VALUE = 250            # a config value longer than this is summarised in params, kept whole in config.json
@@ -86,12 +86,12 @@ class MlflowTracker:
             tags["recipe_path"] = str(info["recipe_path"])
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.run_name)
         self.run_id = run.info.run_id
-        self.client.set_tag(self.run_id, "tradeoff.run_dir", str(run_dir_for(self.run_id)))
         params = flatten(info.get("spec") or {})
         skip = {"spec", "space", "recipe_path", "recipe_text", "resolved"}
         for k, v in flatten({k: v for k, v in info.items() if k not in skip}).items():
             params.setdefault(k, v)
-        self._batch(self.run_id, params={_key(k): _clip(_text(v), PARAM_LIMIT) for k, v in params.items()})
+        self._batch(self.run_id, params={k: _clip(_text(v), PARAM_LIMIT) for k, v in params.items()},
+                    tags={"tradeoff.run_dir": str(run_dir_for(self.run_id))})
         self.client.log_dict(self.run_id, space, "space.json")
         text = info.get("recipe_text")
         if text is None and info.get("recipe_path") and Path(info["recipe_path"]).is_file():
@@ -103,9 +103,26 @@ class MlflowTracker:
         return self.run_id
 
     def reopen(self, run_id: str) -> None:
+        """Resume logging under ``run_id``; children of trials the local log lacks (logged after the
+        checkpoint that was resumed, e.g. before a ``kill -9``) are deleted, since they run again."""
         run = self.client.get_run(run_id)
         self.run_id, self.experiment_id = run_id, run.info.experiment_id
         self.client.update_run(run_id, status="RUNNING")
+        known = {t.key for t in load_trials(run_dir_for(run_id))}
+        for child in self.children():
+            if child.data.tags.get("key") not in known:
+                self.client.delete_run(child.info.run_id)
+
+    def children(self) -> list:
+        """This search's trial runs, oldest first."""
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.run_id}'",
+                                           max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
 
     def finish(self, status: str) -> None:
         if self.run_id is not None:
@@ -118,8 +135,8 @@ class MlflowTracker:
         t0 = time.perf_counter()
         now = int(time.time() * 1000)
         tags = {**self._source, "mlflow.parentRunId": self.run_id, "tradeoff.kind": "trial",
-                "state": trial.state, "feasible": str(bool(trial.feasible)).lower(), "key": trial.key,
-                "batch": str(trial.batch)}
+                "trial": str(trial.number), "key": trial.key, "batch": str(trial.batch), "state": trial.state,
+                "feasible": str(bool(trial.feasible)).lower()}
         if trial.reason:
             tags["reason"] = _clip(trial.reason, TAG_LIMIT)
         run = self.client.create_run(self.experiment_id, start_time=now - int(trial.duration_s * 1000), tags=tags,
@@ -130,7 +147,7 @@ class MlflowTracker:
         self._batch(child, params=params, metrics=metrics, timestamp=now)
         if long:
             self.client.log_text(child, json.dumps(trial.config, indent=1), "config.json")
-        self.client.set_terminated(child, "FINISHED" if trial.ok else "FAILED", end_time=now)
+        self._end(child, "FINISHED" if trial.ok else "FAILED", now)
         self.trial_seconds += time.perf_counter() - t0
         self.trials_logged += 1
 
@@ -159,6 +176,7 @@ class MlflowTracker:
         plot_hypervolume(front, run_dir / "hypervolume.png", title=self.run_name)
         for name in ("front.csv", "front.json", "trials.csv", "front.png", "hypervolume.png"):
             self.client.log_artifact(self.run_id, str(run_dir / name))
+        self.log_checkpoint(run_dir)  # trials.jsonl now holds the trials after the last checkpoint too
         n = len(front.trials)
         infeasible = sum(1 for t in front.trials if t.ok and not t.feasible)
         metrics = {"hypervolume": front.hypervolume(), "front_size": len(front.members), "n_trials": n,
@@ -181,12 +199,20 @@ class MlflowTracker:
             self.client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
 
+    def _end(self, run_id: str, status: str, end_time: int) -> None:
+        """Terminate a child run: straight to the store, sparing a server the 'View run at' print and a get_run."""
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        if store is None:
+            self.client.set_terminated(run_id, status, end_time=end_time)
+        else:
+            store.update_run_info(run_id, run_status=RunStatus.from_string(status), end_time=end_time, run_name=None)
+
     def _batch(self, run_id: str, params: Mapping[str, str] = (), metrics: Mapping[str, float] = (),
                tags: Mapping[str, str] = (), timestamp: int | None = None, step: int = 0) -> None:
         """One log_batch when it fits MLflow's limits (the usual case), else several."""
         ts = timestamp or int(time.time() * 1000)
-        ps = [Param(_key(k), str(v)) for k, v in dict(params).items()]
-        ms = [Metric(_key(k), float(v), ts, step) for k, v in dict(metrics).items()]
+        ps = [Param(k, v) for k, v in {_key(k): str(v) for k, v in reversed(dict(params).items())}.items()]
+        ms = [Metric(k, v, ts, step) for k, v in {_key(k): float(v) for k, v in dict(metrics).items()}.items()]
         ts_ = [RunTag(k, str(v)) for k, v in dict(tags).items()]
         while ps or ms or ts_:
             p, ps = ps[:BATCH_PARAMS_TAGS], ps[BATCH_PARAMS_TAGS:]

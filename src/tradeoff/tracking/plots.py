@@ -35,7 +35,8 @@ def plot_front(front: Front, path: str | Path, title: str | None = None) -> Path
             _one_objective(ax, front)
         else:
             _panel(ax, front, 0, 1, staircase=True)
-        ax.legend(loc="best", fontsize=8, framealpha=0.9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8, framealpha=0.9)
     else:
         fig = Figure(figsize=(3.3 * (k - 1), 3.0 * (k - 1) + 0.4), layout="constrained")
         grid = fig.add_gridspec(k - 1, k - 1)
@@ -47,10 +48,13 @@ def plot_front(front: Front, path: str | Path, title: str | None = None) -> Path
                     ax.set_ylabel("")
                 if r < k - 2:
                     ax.set_xlabel("")
-        handles, labels = ax.get_legend_handles_labels()
+        legend: dict[str, object] = {}
+        for a in fig.axes:
+            for h, lab in zip(*a.get_legend_handles_labels()):
+                legend.setdefault(lab, h)
         slot = fig.add_subplot(grid[0, k - 2])
         slot.axis("off")
-        slot.legend(handles, labels, loc="center", fontsize=9, frameon=False)
+        slot.legend(list(legend.values()), list(legend), loc="center", fontsize=9, frameon=False)
     fig.suptitle(_headline(front, title), fontsize=11)
     return _save(fig, path)
 
@@ -64,8 +68,9 @@ def plot_hypervolume(front: Front, path: str | Path, title: str | None = None) -
     x = np.array([t.number for t in front.trials], dtype=float)
     curve = front.hypervolume_curve()
     if len(x) and all(math.isfinite(v) for v in ref.values()):
-        ax.step(x, curve, where="post", color=FRONT, lw=1.8, label="hypervolume")
-        ax.fill_between(x, curve, step="post", color=FRONT, alpha=0.12)
+        xs, ys = np.append(x, x[-1] + 1), np.append(curve, curve[-1])  # the last trial's step has a width
+        ax.step(xs, ys, where="post", color=FRONT, lw=1.8, label="hypervolume")
+        ax.fill_between(xs, ys, step="post", color=FRONT, alpha=0.12)
         up = np.flatnonzero(np.diff(np.concatenate([[0.0], curve])) > 0)
         ax.plot(x[up], curve[up], "o", ms=3.5, color=FRONT, label="trial that improved it")
         failed = [t.number for t in front.trials if not t.ok]
@@ -73,16 +78,18 @@ def plot_hypervolume(front: Front, path: str | Path, title: str | None = None) -
             ax.plot(failed, np.zeros(len(failed)), "|", ms=9, mew=1.2, color=CONSTRAINT, clip_on=False,
                     label=f"failed trial ({len(failed)})")
         ax.set_ylim(bottom=0)
-        ax.set_xlim(left=min(x[0], 0), right=max(x[-1], 1))
+        ax.set_xlim(min(x[0], 0), x[-1] + 1)
         ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
-        hv = f"hypervolume {curve[-1]:.4g} after {len(x)} trials"
+        hv = f"hypervolume {curve[-1]:.4g} after {_n(len(x), 'trial')}"
     else:
         ax.text(0.5, 0.5, "no feasible trials yet", ha="center", va="center", transform=ax.transAxes,
                 color="#666666")
-        hv = f"hypervolume 0 after {len(x)} trials"
+        hv = f"hypervolume 0 after {_n(len(x), 'trial')}"
     ax.set_xlabel("trial")
     ax.set_ylabel("hypervolume")
     point = ", ".join(f"{n} = {v:.4g}" for n, v in ref.items())
+    if not all(math.isfinite(v) for v in ref.values()):
+        point = "none until a trial is feasible"
     head = f"{title}: {hv}" if title else hv.capitalize()
     fig.suptitle(f"{head}\nreference point ({point})", fontsize=10)
     return _save(fig, path)
@@ -120,17 +127,18 @@ def _panel(ax, front: Front, xi: int, yi: int, staircase: bool, small: bool = Fa
         ax.tick_params(labelsize=7)
 
 
-def _label_members(ax, members: Sequence[Trial], x: np.ndarray, y: np.ndarray, gap_px: float = 14.0) -> None:
+def _label_members(ax, members: Sequence[Trial], x: np.ndarray, y: np.ndarray, gap: float = 0.035) -> None:
     """Trial numbers beside front members, skipping any that would sit on a label already drawn."""
-    ax.figure.canvas = ax.figure.canvas or FigureCanvasAgg(ax.figure)
     ax.autoscale_view()
-    placed: list[np.ndarray] = []
-    for t, p in zip(members, ax.transData.transform(np.column_stack([x, y]))):
-        if any(np.hypot(*(p - q)) < gap_px for q in placed):
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    u = (x - x0) / ((x1 - x0) or 1.0)
+    v = (y - y0) / ((y1 - y0) or 1.0) * 0.75  # the axes are about 4:3
+    placed: list[tuple[float, float]] = []
+    for t, a, b, pu, pv in zip(members, x, y, u, v):
+        if any(math.hypot(pu - qu, pv - qv) < gap for qu, qv in placed):
             continue
-        placed.append(p)
-        ax.annotate(f"#{t.number}", (x[len(placed) * 0] if False else p), xycoords="figure pixels", xytext=(4, 4),
-                    textcoords="offset points", fontsize=7, color=FRONT)
+        placed.append((pu, pv))
+        ax.annotate(f"#{t.number}", (a, b), xytext=(4, 4), textcoords="offset points", fontsize=7, color=FRONT)
 
 
 def _one_objective(ax, front: Front) -> None:
@@ -169,7 +177,7 @@ def _constraints(ax, front: Front, xn: str, yn: str) -> None:
 def _headline(front: Front, title: str | None) -> str:
     n, m = len(front.trials), len(front.members)
     infeasible = sum(1 for t in front.complete if not t.feasible)
-    parts = [f"{n} trials", f"front of {m}"]
+    parts = [_n(n, "trial"), f"front of {m}"]
     if infeasible:
         parts.append(f"{infeasible} infeasible")
     if front.failed:
@@ -178,6 +186,10 @@ def _headline(front: Front, title: str | None) -> str:
         parts.append(f"first {MAX_PAIRS_OBJECTIVES} of {len(front.names)} objectives")
     text = ", ".join(parts)
     return f"{title}: {text}" if title else text
+
+
+def _n(k: int, noun: str) -> str:
+    return f"{k} {noun}" + ("" if k == 1 else "s")
 
 
 def _label(front: Front, i: int) -> str:

@@ -152,7 +152,29 @@ class MOTPE(OptunaAlgorithm):
 
 @register("optuna-gp")
 class OptunaGP(OptunaAlgorithm):
+    """GP-BO with (q-)logEHVI; ``threads`` caps torch's threads while it asks (None: leave them).
+
+    Its matrices are small, so one thread is fastest, and many threads on a busy machine
+    oversubscribe it badly (Optuna's own docs advise OMP_NUM_THREADS=1).
+    """
+
     name = "optuna-gp"
+
+    def __init__(self, batch_size: int | None = None, threads: int | None = 1, **options):
+        super().__init__(batch_size, **options)
+        self.threads = threads
 
     def _sampler(self, seed):
         return optuna.samplers.GPSampler(seed=seed, **self.options)
+
+    def ask(self, n):
+        if self.threads is None:
+            return super().ask(n)
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return super().ask(n)
+        finally:
+            torch.set_num_threads(before)

@@ -1,0 +1,140 @@
+"""Predictors behind one small contract: ``fit(X, y)``, ``predict(X) -> (mean, std)``.
+
+Each wraps scikit-learn; the spread comes from the model itself (trees of a forest, a GP's
+posterior) or from an ensemble of refits on bootstrap samples (ridge, boosting, MLP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+class Predictor:
+    name = "predictor"
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "Predictor":
+        raise NotImplementedError
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+@dataclass
+class Ensemble(Predictor):
+    """Bootstrap ensemble of any scikit-learn regressor: mean and spread of the members."""
+
+    make: Callable[[int], Any]
+    n: int = 5
+    seed: int = 0
+    name: str = "ensemble"
+    models: list = field(default_factory=list)
+
+    def fit(self, X, y):
+        rng = np.random.default_rng(self.seed)
+        X, y = np.asarray(X, float), np.asarray(y, float)
+        self.models = []
+        for i in range(self.n):
+            idx = rng.integers(0, len(X), len(X)) if self.n > 1 else np.arange(len(X))
+            self.models.append(self.make(int(rng.integers(2**31))).fit(X[idx], y[idx]))
+        return self
+
+    def predict(self, X):
+        P = np.stack([m.predict(np.asarray(X, float)) for m in self.models])
+        return P.mean(axis=0), P.std(axis=0)
+
+
+@dataclass
+class Forest(Predictor):
+    """Random forest; the spread of its trees is the uncertainty (SMAC-style)."""
+
+    n_estimators: int = 100
+    seed: int = 0
+    name: str = "rf"
+    extra: bool = False
+
+    def fit(self, X, y):
+        from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+
+        cls = ExtraTreesRegressor if self.extra else RandomForestRegressor
+        self.model = cls(n_estimators=self.n_estimators, min_samples_leaf=1, max_features=0.6, random_state=self.seed,
+                         n_jobs=1).fit(np.asarray(X, float), np.asarray(y, float))
+        return self
+
+    def predict(self, X):
+        X = np.asarray(X, float)
+        P = np.stack([t.predict(X) for t in self.model.estimators_])
+        return P.mean(axis=0), P.std(axis=0)
+
+
+@dataclass
+class GP(Predictor):
+    """Gaussian process (Matern 5/2 + noise) on standardised targets."""
+
+    seed: int = 0
+    name: str = "gp"
+    ard: bool = False   # one length scale per feature: better fits, much slower in many dimensions
+
+    def fit(self, X, y):
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        X, y = np.asarray(X, float), np.asarray(y, float)
+        self.mu, self.sd = y.mean(), y.std() or 1.0
+        scale = np.ones(X.shape[1]) if self.ard else 1.0
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(scale, (1e-2, 1e3), nu=2.5) + \
+            WhiteKernel(1e-2, (1e-6, 1e0))
+        self.model = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=1,
+                                              random_state=self.seed).fit(X, (y - self.mu) / self.sd)
+        return self
+
+    def predict(self, X):
+        m, s = self.model.predict(np.asarray(X, float), return_std=True)
+        return m * self.sd + self.mu, s * self.sd
+
+
+def _ridge(seed):
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=1.0)
+
+
+def _gbm(seed):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, min_samples_leaf=3, random_state=seed)
+
+
+def _mlp(seed):
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.compose import TransformedTargetRegressor
+
+    mlp = MLPRegressor((128, 128), max_iter=2000, learning_rate_init=3e-3, alpha=1e-3, random_state=seed)
+    return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())
+
+
+_REGISTRY: dict[str, Callable[[int], Predictor]] = {
+    "ridge": lambda seed: Ensemble(_ridge, n=5, seed=seed, name="ridge"),
+    "gbm": lambda seed: Ensemble(_gbm, n=5, seed=seed, name="gbm"),
+    "mlp": lambda seed: Ensemble(_mlp, n=5, seed=seed, name="mlp"),
+    "rf": lambda seed: Forest(seed=seed),
+    "extra-trees": lambda seed: Forest(seed=seed, extra=True, name="extra-trees"),
+    "gp": lambda seed: GP(seed=seed),
+    "gp-ard": lambda seed: GP(seed=seed, ard=True, name="gp-ard"),
+}
+
+
+def predictor_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_predictor(name: str | Predictor, seed: int = 0) -> Predictor:
+    if isinstance(name, Predictor):
+        return name
+    if name not in _REGISTRY:
+        raise ValueError(f"predictor {name!r} is not one of {', '.join(predictor_names())}")
+    return _REGISTRY[name](seed)

@@ -1,0 +1,148 @@
+"""Every registered algorithm on a space with every param kind: it completes, stays valid, records
+failures, respects constraints, is deterministic by seed and resumes identically from a pickle."""
+
+from __future__ import annotations
+
+import math
+
+import cloudpickle
+import numpy as np
+import pytest
+
+import tradeoff
+from tradeoff import Bits, Choice, Float, Int, Mask, Space, TrialError
+from tradeoff.search.algorithms.base import make_algorithm
+from tradeoff.search.objectives import Constraint, minimised, parse_objectives, violations
+
+ALGORITHMS = [n for n in tradeoff.algorithm_names() if n not in ("ng:<Optimizer>", "ng")]  # "ng" is ng:NGOpt
+ALGORITHMS += ["ng:TwoPointsDE", "ng:NGOpt"]
+SLOW = {"optuna-gp": 20}  # GP-BO refits per ask: a smaller budget keeps the file quick
+OBJECTIVES = {"f1": "minimize", "f2": "minimize"}
+F1_BOUND = 2.0
+
+SPACE = Space({
+    "act": Choice(["relu", "gelu", "silu"]),
+    "width": Choice([16, 32, 64, 128]),
+    "bits": Bits((4, 8, 16, 32)),
+    "depth": Int(1, 9, step=2),
+    "hidden": Int(1, 1000, log=True),
+    "x": Float(-1.0, 1.0),
+    "lr": Float(1e-4, 1e-1, log=True),
+    "mask": Mask((3, 4)),
+})
+TARGET_MASK = (np.arange(12).reshape(3, 4) % 3) == 0
+ACT = {"relu": 0.0, "gelu": 0.3, "silu": 0.1}
+
+
+def evaluate(c):
+    """Two conflicting objectives, each optimum set by several params; silu fails for most x."""
+    if c["act"] == "silu" and c["x"] > -0.5:
+        raise TrialError("silu diverges for x > -0.5")
+    m = np.asarray(c["mask"], dtype=bool)
+    f1 = ((c["x"] - 0.2) ** 2 + (math.log10(c["lr"]) + 2) ** 2 / 4 + ACT[c["act"]]
+          + abs(math.log2(c["width"]) - 5) / 3 + c["bits"] / 32 + np.mean(m != TARGET_MASK))
+    f2 = ((c["x"] + 0.3) ** 2 + abs(math.log10(c["hidden"]) - 1) / 3 + (c["depth"] - 5) ** 2 / 16
+          + (32 - c["bits"]) / 32 + m.mean())
+    return {"f1": f1, "f2": f2}
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADEOFF_HOME", str(tmp_path))
+
+
+def _search(name, budget, seed=0, **kw):
+    return tradeoff.search(SPACE, OBJECTIVES, evaluate, budget=budget, algorithm=name, seed=seed,
+                           tracking=None, **kw)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_search_is_valid_and_handles_failures_and_constraints(name):
+    budget = SLOW.get(name, 40)
+    front = _search(name, budget, constraints={"f1": ("<=", F1_BOUND)})
+    trials = front.trials
+    assert len(trials) == budget
+    for t in trials:
+        SPACE.validate(SPACE.from_json(t.config))
+    assert len({t.key for t in trials}) == budget
+    configs = [SPACE.from_json(t.config) for t in trials]
+    for p in SPACE.names:  # every param is actually varied (a broken mapping pins one)
+        assert len({SPACE[p].key_part(c[p]) for c in configs}) > 1, p
+    failed = front.failed
+    assert failed, "the failing region was never proposed"
+    assert all("silu diverges" in t.reason for t in failed)
+    assert trials.index(failed[0]) < budget - 1  # the search went on after a failure
+    assert any(t.ok and not t.feasible for t in trials)  # the constraint binds ...
+    assert front.members and all(t.feasible and t.metrics["f1"] <= F1_BOUND for t in front.members)  # ... and holds
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_same_seed_same_trials(name):
+    budget = 14 if name in SLOW else 20
+    runs = [[t.config for t in _search(name, budget, seed=s).trials] for s in (3, 3, 4)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def _tell(algo, configs):
+    rows, viol = [], []
+    cons = [Constraint("f1", "<=", F1_BOUND)]
+    objs = parse_objectives(OBJECTIVES)
+    for c in configs:
+        try:
+            m = evaluate(c)
+            rows.append(minimised(objs, m))
+            viol.append(violations(cons, m))
+        except TrialError:
+            rows.append(np.full(2, np.nan))
+            viol.append(np.full(1, np.inf))
+    algo.tell(configs, np.array(rows), np.array(viol))
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_pickled_mid_search_asks_the_same(name):
+    algo = make_algorithm(name)
+    algo.setup(SPACE, 2, 1, seed=5, budget=40, initial=[SPACE.default()])
+    n = 4 if name in SLOW else 7  # not a multiple of any natural batch
+    for _ in range(3):  # GP: past its 10 random startup trials
+        _tell(algo, algo.ask(n))
+    clone = cloudpickle.loads(cloudpickle.dumps(algo))
+    for _ in range(2):
+        a, b = algo.ask(n), clone.ask(n)
+        assert [SPACE.key(c) for c in a] == [SPACE.key(c) for c in b]
+        if not a:  # a generation is still open: pymoo hands out no more until it is told
+            break
+        _tell(algo, a)
+        _tell(clone, b)
+
+
+def test_initial_configs_are_asked_first():
+    first = {**SPACE.default(), "act": "gelu", "x": 0.25, "hidden": 7}
+    for name in ALGORITHMS:
+        algo = make_algorithm(name)
+        algo.setup(SPACE, 2, 0, seed=0, budget=40, initial=[first])
+        assert SPACE.key(algo.ask(1)[0]) == SPACE.key(first), name
+
+
+def _zdt1_hv(name, seed):
+    from pymoo.problems import get_problem
+
+    prob = get_problem("zdt1", n_var=6)
+    space = Space({f"x{i}": Float(0.0, 1.0) for i in range(6)})
+
+    def zdt1(c):
+        f = prob.evaluate(np.array([c[f"x{i}"] for i in range(6)]))
+        return {"f1": float(f[0]), "f2": float(f[1])}
+
+    front = tradeoff.search(space, OBJECTIVES, zdt1, budget=300, algorithm=name, seed=seed, tracking=None)
+    return front.hypervolume({"f1": 1.1, "f2": 10.0})
+
+
+@pytest.mark.slow
+def test_model_based_and_evolutionary_beat_random_on_zdt1():
+    seeds = (0, 1, 2)
+    hv = {n: np.median([_zdt1_hv(n, s) for s in seeds])
+          for n in ("random", "nsga2", "motpe", "optuna-nsga2", "ng:TwoPointsDE")}
+    for n, v in hv.items():
+        if n != "random":
+            assert v > hv["random"], hv
