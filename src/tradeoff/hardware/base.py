@@ -1,0 +1,184 @@
+"""Artifact (the model that would be deployed) and Target (a place to run and time it).
+
+Every target times through ``Target.measure(artifact) -> LatencyStats``: it checks the
+measurement cache, takes the device lock, compiles, times with the shared timing policy and
+stores the result. A subclass only says how to compile and how to run once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .cache import MeasurementCache, measurement_key
+from .locks import device_lock
+from .timing import LatencyStats, TimingPolicy, time_callable
+
+
+class TargetError(RuntimeError):
+    """A model this target cannot import, compile or run; the trial fails with this reason."""
+
+
+@dataclass
+class Artifact:
+    """A deployable model: a torch module and/or ONNX bytes, with batch-1 example inputs."""
+
+    name: str
+    example_inputs: tuple = ()
+    module: Any = None                 # torch.nn.Module (eval mode) when there is one
+    onnx: bytes | None = None          # the ONNX model; exported from the module on first use
+    meta: dict[str, Any] = field(default_factory=dict)
+    opset: int = 17
+
+    def onnx_bytes(self) -> bytes:
+        if self.onnx is None:
+            if self.module is None:
+                raise TargetError(f"{self.name}: no ONNX model and no torch module to export")
+            self.onnx = export_onnx(self.module, self.example_inputs, self.opset)
+        return self.onnx
+
+    def digest(self) -> str:
+        """Hash of the deployed bytes: equal models share measurements, different ones never do."""
+        if "digest" not in self.meta:
+            try:
+                blob = self.onnx_bytes()
+            except TargetError:
+                blob = _module_fingerprint(self.module, self.example_inputs)
+            self.meta["digest"] = hashlib.sha256(blob).hexdigest()
+        return self.meta["digest"]
+
+    def numpy_inputs(self, batch: int | None = None) -> list[np.ndarray]:
+        out = []
+        for x in self.example_inputs:
+            a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+            if batch is not None and a.ndim and a.shape[0] != batch:
+                a = np.repeat(a[:1], batch, axis=0)
+            out.append(np.ascontiguousarray(a))
+        return out
+
+
+def export_onnx(module, example_inputs: tuple, opset: int = 17) -> bytes:
+    """TorchScript-based export (fast); the dynamo exporter when that one fails."""
+    import torch
+
+    module = module.eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, tuple(example_inputs), buf, dynamo=False, opset_version=opset,
+                              input_names=[f"input{i}" for i in range(len(example_inputs))],
+                              dynamic_axes={f"input{i}": {0: "batch"} for i in range(len(example_inputs))})
+            return buf.getvalue()
+        except Exception as first:  # noqa: BLE001 - try the other exporter before giving up
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    prog = torch.onnx.export(module, tuple(example_inputs), dynamo=True, verbose=False)
+                return prog.model_proto.SerializeToString()
+            except Exception as second:  # noqa: BLE001
+                raise TargetError(f"ONNX export failed: {type(first).__name__}: {str(first)[:200]}; "
+                                  f"dynamo: {type(second).__name__}: {str(second)[:200]}") from None
+
+
+def _module_fingerprint(module, example_inputs) -> bytes:
+    h = hashlib.sha256()
+    if module is not None:
+        h.update(repr(module).encode())
+        for k, v in module.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().numpy().tobytes())
+    for x in example_inputs:
+        h.update(str(tuple(getattr(x, "shape", ()))).encode())
+    return h.digest()
+
+
+class Target:
+    """A place to run and time a model. Subclasses implement ``device`` and ``_prepare``."""
+
+    kind = "target"
+
+    def __init__(self, name: str | None = None, cache: MeasurementCache | bool | None = True, **settings: Any):
+        self.name = name or self.kind
+        self.settings = dict(settings)
+        self.policy = TimingPolicy.from_settings(self.settings.get("timing", {}))
+        if cache is True:
+            cache = MeasurementCache()
+        self.cache = cache if isinstance(cache, MeasurementCache) else None  # (an empty cache is falsy)
+
+    @property
+    def device(self) -> str:
+        """A stable id of the device this target times on (part of the lock and the cache key)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that changes a figure: recorded with each measurement and in its cache key."""
+        return {"kind": self.kind, "device": self.device, **self.settings}
+
+    def _prepare(self, artifact: Artifact) -> tuple[Callable[[], Any], Callable | None]:
+        """Compile; return (run once, optional timer(fn, number) -> ms per call)."""
+        raise NotImplementedError
+
+    def measure(self, artifact: Artifact) -> LatencyStats:
+        settings = self.describe()
+        key = measurement_key(artifact.digest(), self.kind, settings)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+        t0 = time.perf_counter()
+        with device_lock(self.device):
+            try:
+                run, timer = self._prepare(artifact)
+                stats = time_callable(run, self.policy, timer, target=self.name, device=self.device, settings=settings)
+            except TargetError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the runtime's own error, as the trial's reason
+                raise TargetError(f"{self.kind}: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}") from e
+        stats.seconds = time.perf_counter() - t0
+        if self.cache is not None:
+            self.cache.put(key, stats)
+        return stats
+
+
+_REGISTRY: dict[str, Callable[..., Target]] = {}
+
+
+def register_target(*kinds: str):
+    def deco(cls):
+        for k in kinds:
+            _REGISTRY[k] = cls
+        return cls
+
+    return deco
+
+
+def target_kinds() -> list[str]:
+    _load()
+    return sorted(_REGISTRY)
+
+
+def make_target(runtime: str, name: str | None = None, **settings: Any) -> Target:
+    """A target from its recipe form: ``{runtime: ort, threads: 1, batch: 1}``."""
+    _load()
+    if runtime not in _REGISTRY:
+        raise ValueError(f"runtime {runtime!r} is not one of {', '.join(target_kinds())}")
+    return _REGISTRY[runtime](name=name, **settings)
+
+
+def _load() -> None:
+    import importlib
+
+    for mod in ("ort", "tvm_", "torch_", "tvm_rpc"):
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ModuleNotFoundError as e:  # a target whose module is not written yet, or lacks its library
+            if e.name and e.name.startswith(__package__):
+                continue
+            raise

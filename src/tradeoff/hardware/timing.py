@@ -1,0 +1,137 @@
+"""Timing statistics in one place: warm-ups, repeats until the median is pinned down, honest spread.
+
+A measurement repeats until the distribution-free 95% confidence interval of the median is
+within ±``rel_ci`` of it (2% by default) or a time cap is hit; it reports median, p10, p90, n
+and the interval, and flags itself ``noisy`` when the cap came first instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class LatencyStats:
+    """One latency measurement of one model on one target, in milliseconds per call."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    mean_ms: float
+    n: int                      # timed repeats
+    ci_low_ms: float            # 95% CI of the median (order statistics)
+    ci_high_ms: float
+    warmup: int
+    number: int = 1             # calls per timed repeat
+    noisy: bool = False         # the CI did not reach its target before the time cap
+    target: str = ""
+    device: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False        # taken from the measurement cache, not timed now
+    seconds: float = 0.0        # wall time this measurement cost (compile included), 0 when cached
+
+    @property
+    def ci_rel(self) -> float:
+        """Half-width of the median's CI relative to the median."""
+        return (self.ci_high_ms - self.ci_low_ms) / 2 / self.median_ms if self.median_ms > 0 else math.inf
+
+    def metrics(self, prefix: str = "latency") -> dict[str, float]:
+        return {f"{prefix}_ms": self.median_ms, f"{prefix}_p10_ms": self.p10_ms, f"{prefix}_p90_ms": self.p90_ms,
+                f"{prefix}_ci_rel": self.ci_rel, f"{prefix}_n": float(self.n), f"{prefix}_noisy": float(self.noisy),
+                f"{prefix}_cached": float(self.cached), f"{prefix}_cost_s": self.seconds}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "LatencyStats":
+        return LatencyStats(**{k: v for k, v in d.items() if k in LatencyStats.__dataclass_fields__})
+
+
+def median_ci(sorted_x: np.ndarray, z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free CI of the median: order statistics n/2 ± z·√n/2 (binomial approximation)."""
+    n = len(sorted_x)
+    if n < 3:
+        return float(sorted_x[0]), float(sorted_x[-1])
+    half = z * math.sqrt(n) / 2
+    lo = max(int(math.floor(n / 2 - half)) - 1, 0)
+    hi = min(int(math.ceil(n / 2 + half)), n - 1)
+    return float(sorted_x[lo]), float(sorted_x[hi])
+
+
+@dataclass
+class TimingPolicy:
+    """How long and how carefully to time; a target's settings may override any field."""
+
+    warmup: int = 10
+    min_repeats: int = 20
+    max_repeats: int = 2000
+    rel_ci: float = 0.02          # stop when the median's 95% CI is within ±2%
+    time_cap_s: float = 5.0       # ... or when this much time was spent timing
+    min_repeat_ms: float = 1.0    # batch calls so one repeat lasts at least this long
+
+    @staticmethod
+    def from_settings(settings: dict[str, Any]) -> "TimingPolicy":
+        known = TimingPolicy.__dataclass_fields__
+        return TimingPolicy(**{k: v for k, v in settings.items() if k in known})
+
+
+def summarize(samples_ms: np.ndarray, warmup: int, number: int, noisy: bool, **info) -> LatencyStats:
+    x = np.sort(np.asarray(samples_ms, dtype=float))
+    lo, hi = median_ci(x)
+    return LatencyStats(median_ms=float(np.median(x)), p10_ms=float(np.percentile(x, 10)),
+                        p90_ms=float(np.percentile(x, 90)), mean_ms=float(x.mean()), n=len(x), ci_low_ms=lo,
+                        ci_high_ms=hi, warmup=warmup, number=number, noisy=noisy, **info)
+
+
+def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
+                  timer: Callable[[Callable[[], Any], int], float] | None = None, **info) -> LatencyStats:
+    """Time ``fn`` (one inference) until its median is pinned down; ``timer(fn, number)`` returns ms per call.
+
+    The default timer is ``time.perf_counter`` around ``number`` calls; GPU targets pass one
+    that synchronises (CUDA events), TVM passes its own time evaluator.
+    """
+    policy = policy or TimingPolicy()
+    timer = timer or _wall_timer
+    t_start = time.perf_counter()
+    for _ in range(policy.warmup):
+        fn()
+    # choose calls per repeat so one repeat is long enough for the clock
+    one = timer(fn, 1)
+    number = max(1, int(math.ceil(policy.min_repeat_ms / max(one, 1e-6)))) if one < policy.min_repeat_ms else 1
+    samples: list[float] = []
+    noisy = False
+    while True:
+        samples.append(timer(fn, number))
+        n = len(samples)
+        if n >= policy.min_repeats:
+            x = np.sort(samples)
+            lo, hi = median_ci(x)
+            med = float(np.median(x))
+            if med > 0 and (hi - lo) / 2 <= policy.rel_ci * med:
+                break
+        if n >= policy.max_repeats:
+            noisy = True
+            break
+        if time.perf_counter() - t_start > policy.time_cap_s and n >= min(policy.min_repeats, 5):
+            noisy = n < policy.min_repeats or not _tight(samples, policy.rel_ci)
+            break
+    return summarize(np.array(samples), policy.warmup, number, noisy, **info)
+
+
+def _tight(samples, rel) -> bool:
+    x = np.sort(samples)
+    lo, hi = median_ci(x)
+    return (hi - lo) / 2 <= rel * float(np.median(x))
+
+
+def _wall_timer(fn: Callable[[], Any], number: int) -> float:
+    t = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t) * 1000.0 / number
