@@ -51,25 +51,32 @@ def register(*names: str):
     return deco
 
 
+# name -> adapter module; a library is imported only when one of its algorithms is used
+_MODULES = {
+    "random": "random_", "predictive": "predictive",
+    "nsga2": "pymoo_", "nsga3": "pymoo_", "agemoea": "pymoo_", "smsemoa": "pymoo_",
+    "optuna-nsga2": "optuna_", "motpe": "optuna_", "optuna-gp": "optuna_",
+    "ng": "nevergrad_",
+}
+
+
 def algorithm_names() -> list[str]:
-    _load_adapters()
-    return sorted(_REGISTRY) + ["ng:<Optimizer>"]
+    return sorted(n for n in _MODULES if n != "ng") + ["ng:<Optimizer>"]
 
 
 def make_algorithm(name: str | Algorithm, **options: Any) -> Algorithm:
     """Build an algorithm from its registry name (``ng:TwoPointsDE`` for any nevergrad optimiser)."""
     if isinstance(name, Algorithm):
         return name
-    _load_adapters()
-    if name.startswith("ng:"):
-        return _REGISTRY["ng"](optimizer=name[3:], **options)
-    if name not in _REGISTRY:
+    key = "ng" if name.startswith("ng:") and len(name) > 3 else name
+    if key not in _MODULES:
         raise ValueError(f"algorithm {name!r} is not one of {', '.join(algorithm_names())}")
-    return _REGISTRY[name](**options)
+    import importlib
 
-
-def _load_adapters() -> None:
-    from . import nevergrad_, optuna_, predictive, pymoo_, random_  # noqa: F401  (they register)
+    importlib.import_module(f"{__package__}.{_MODULES[key]}")
+    if key == "ng":
+        return _REGISTRY["ng"](optimizer=name[3:], **options)
+    return _REGISTRY[key](**options)
 
 
 def fill_failed(values: np.ndarray, worst: np.ndarray | None = None, margin: float = 1.0) -> np.ndarray:
