@@ -6,6 +6,7 @@ posterior) or from an ensemble of refits on bootstrap samples (ridge, boosting, 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -78,6 +79,7 @@ class GP(Predictor):
     ard: bool = False   # one length scale per feature: better fits, much slower in many dimensions
 
     def fit(self, X, y):
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
@@ -86,8 +88,10 @@ class GP(Predictor):
         scale = np.ones(X.shape[1]) if self.ard else 1.0
         kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(scale, (1e-2, 1e3), nu=2.5) + \
             WhiteKernel(1e-2, (1e-6, 1e0))
-        self.model = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=1,
-                                              random_state=self.seed).fit(X, (y - self.mu) / self.sd)
+        with warnings.catch_warnings():  # length scales at their bounds are expected on tiny data
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=1,
+                                                  random_state=self.seed).fit(X, (y - self.mu) / self.sd)
         return self
 
     def predict(self, X):

@@ -100,11 +100,9 @@ class Nevergrad(Algorithm):
             warnings.simplefilter("ignore")
             self.opt = ng.optimizers.registry[self.optimizer](param, budget=budget or 1000,
                                                                num_workers=self.batch_size, **self.options)
-        for c in reversed(self.initial):  # suggestions are asked last in, first out
-            self.opt.suggest(_to_value(space, c))
         self._asked: deque = deque()
         self._reference: np.ndarray | None = None   # nevergrad's upper bounds (multi-objective)
-        self._worst: np.ndarray | None = None       # worst feasible values told so far
+        self._worst: np.ndarray | None = None       # worst (finite) values told so far
         self._waiting: list = []                    # failed before any reference was known
 
     def ask(self, n):
@@ -112,9 +110,14 @@ class Nevergrad(Algorithm):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for _ in range(n):
-                cand = self.opt.ask()
+                if self.initial:  # asked as given (a Log param's exp(log(v)) may differ from v)
+                    config = self.initial.pop(0)
+                    cand = self.opt.parametrization.spawn_child(new_value=_to_value(self.space, config))
+                else:
+                    cand = self.opt.ask()
+                    config = _to_config(self.space, cand.value)
                 self._asked.append(cand)
-                out.append(_to_config(self.space, cand.value))
+                out.append(config)
         return out
 
     def tell(self, configs, values, violations):
@@ -155,4 +158,4 @@ class Nevergrad(Algorithm):
             self.opt.tell(cand, list(loss) if self.n_objectives > 1 else float(loss[0]),
                           constraint_violation=[v] if v > 0 else None)
         except ng.errors.TellNotAskedNotSupportedError:
-            pass  # a suggested initial config this optimizer cannot learn from; it is still evaluated
+            pass  # an initial config (never asked of nevergrad) this optimizer cannot learn from

@@ -171,9 +171,6 @@ class Predictive(Algorithm):
 
     def _inner_search(self, models):
         """NSGA-II on the predictors' optimistic values; its whole archive is the candidate pool."""
-        from pymoo.core.evaluator import Evaluator
-        from pymoo.core.problem import StaticProblem  # noqa: F401  (kept for clarity of the ask/tell use)
-
         from .pymoo_ import NSGA2
 
         inner = NSGA2(pop_size=100)

@@ -99,6 +99,19 @@ class _SpaceMutation(Mutation):
         return X
 
 
+def _comp_by_cv_then_random(pop, P, random_state=None, **kwargs):
+    """NSGA-III's tournament (fewer violations win, else a coin flip) with every tie drawn from the
+    seeded random state: pymoo 0.6.2 draws ties between equally infeasible ones unseeded."""
+    S = np.empty(len(P), dtype=int)
+    for i, (a, b) in enumerate(P):
+        ca, cb = float(np.sum(pop[a].CV)), float(np.sum(pop[b].CV))
+        if (ca > 0 or cb > 0) and ca != cb:
+            S[i] = a if ca < cb else b
+        else:
+            S[i] = random_state.choice([a, b])
+    return S[:, None]
+
+
 def default_pop_size(budget: int | None) -> int:
     """Enough generations to matter within the budget: budget/8, between 10 and 100."""
     return 20 if not budget else int(min(100, max(10, budget // 8)))
@@ -121,6 +134,8 @@ class PymooAlgorithm(Algorithm):
         self.batch_size = pop
         self.algo = self._make(self.problem, pop, _SpaceSampling(space, initial), _SpaceCrossover(), _SpaceMutation())
         self.algo.setup(self.problem, termination=NoTermination(), seed=seed, verbose=False)
+        # genes -> config for the initial configs, which must be asked exactly (exp(log(v)) != v)
+        self._initial = {space.to_genes(c).tobytes(): c for c in initial}
         self._pop = None
         self._queue: deque[int] = deque()
         self._asked: deque[int] = deque()
@@ -138,7 +153,8 @@ class PymooAlgorithm(Algorithm):
         while self._queue and len(out) < n:
             i = self._queue.popleft()
             self._asked.append(i)
-            out.append(self.space.from_genes(self._pop[i].X))
+            x = np.asarray(self._pop[i].X, dtype=float)
+            out.append(self._initial.get(x.tobytes()) or self.space.from_genes(x))
         return out
 
     def tell(self, configs, values, violations):
@@ -177,13 +193,15 @@ class NSGA3(PymooAlgorithm):
 
     def _make(self, problem, pop_size, sampling, crossover, mutation):
         from pymoo.algorithms.moo.nsga3 import NSGA3 as _NSGA3
+        from pymoo.operators.selection.tournament import TournamentSelection
         from pymoo.util.ref_dirs import get_reference_directions
 
         m = problem.n_obj
         parts = {1: 1, 2: max(pop_size - 1, 1), 3: 12 if pop_size >= 91 else 6}.get(m, 4)
         dirs = get_reference_directions("das-dennis", m, n_partitions=parts)
+        opts = {"selection": TournamentSelection(func_comp=_comp_by_cv_then_random), **self.options}
         return _NSGA3(ref_dirs=dirs, pop_size=max(pop_size, len(dirs)), sampling=sampling, crossover=crossover,
-                      mutation=mutation, eliminate_duplicates=True, **self.options)
+                      mutation=mutation, eliminate_duplicates=True, **opts)
 
 
 @register("agemoea")
