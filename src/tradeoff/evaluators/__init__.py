@@ -1,0 +1,91 @@
+"""What matters: evaluators turn an artifact into metrics (latency, size, MACs, a user's own).
+
+An evaluator is a named callable ``evaluator(artifact, context) -> {metric: float}``; it raises
+``TrialError`` for a bad candidate, and the study records that trial as failed with the reason.
+``context`` is whatever the study passes along (the config, the trial number); these ignore it.
+Built-ins are registered by name so a recipe can say ``latency`` or ``complexity``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from typing import Any, Callable, Iterator, Mapping
+
+from ..search.study import TrialError
+
+
+class Evaluator:
+    """A name, the metrics it reports with their natural direction, and ``__call__``."""
+
+    name: str = "evaluator"
+    directions: Mapping[str, str] = {}  # metric -> "minimize" | "maximize", for the metrics fit to be objectives
+
+    def __call__(self, artifact, context: Mapping[str, Any] | None = None) -> dict[str, float]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+@contextlib.contextmanager
+def trial_error(what: str) -> Iterator[None]:
+    """A target's or exporter's refusal becomes the trial's failure, with its reason."""
+    from ..hardware.base import TargetError
+
+    try:
+        yield
+    except TargetError as e:
+        raise TrialError(f"{what}: {e}") from e
+
+
+_REGISTRY: dict[str, Callable[..., Evaluator]] = {}
+_LAZY = {"Latency": "latency", "Size": "size", "Complexity": "complexity", "FromCallable": "callable_",
+         "count_graph": "complexity"}
+
+
+def register_evaluator(*names: str):
+    def deco(cls):
+        for n in names:
+            _REGISTRY[n] = cls
+        return cls
+
+    return deco
+
+
+def evaluator_names() -> list[str]:
+    _load()
+    return sorted(_REGISTRY)
+
+
+def make_evaluator(name: str, **options: Any) -> Evaluator:
+    """A built-in evaluator by name (``latency``, ``size``, ``complexity``, ``callable``), or
+    ``python: pkg.module:function`` for a user's function ``fn(artifact, context) -> dict``."""
+    _load()
+    if name.startswith("python:"):
+        from .callable_ import FromCallable
+
+        target = name[len("python:"):].strip()
+        mod, _, attr = target.partition(":")
+        if not attr:
+            raise ValueError(f"evaluator {name!r}: write python: package.module:function")
+        fn = getattr(importlib.import_module(mod), attr)
+        return FromCallable(fn, options.pop("name", attr), **options)
+    if name not in _REGISTRY:
+        raise ValueError(f"evaluator {name!r} is not one of {', '.join(evaluator_names())} (or python: module:function)")
+    return _REGISTRY[name](**options)
+
+
+def _load() -> None:
+    for mod in set(_LAZY.values()):
+        importlib.import_module(f"{__name__}.{mod}")
+
+
+def __getattr__(name: str):  # the evaluators load on first use: onnx and the targets are not imported before
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Evaluator", "TrialError", "register_evaluator", "make_evaluator", "evaluator_names", "trial_error",
+           "Latency", "Size", "Complexity", "FromCallable", "count_graph"]

@@ -1,0 +1,217 @@
+"""Time three models on a CUDA GPU with the project's timing statistics; print a markdown table.
+
+    bench/gpu_check.sh                       # the full matrix (a few minutes on an H100)
+    bench/gpu_check.sh --json $OUT/gpu.json  # ... and keep the rows
+    bench/gpu_check.sh --device cpu --small --modes eager   # a dry run of this script on a CPU
+
+Rows: {resnet18 224x224, mobilenet_v3_small 224x224, a 4-layer transformer encoder} x {eager,
+torch.compile} x {float32, float16} x {batch 1, 32}, each timed with CUDA events around
+``number`` calls until the median's 95% CI is within ±2% (or a time cap). Then the project's
+``torch`` target measures one row again, to check it on a real GPU.
+
+It needs only torch, torchvision and numpy: the lent GPU machines have no optuna, pymoo, mlflow
+or moocore, and ``import tradeoff`` pulls those in, so the timing module is loaded by file path
+and the torch target under a minimal stand-in for the package (see ``_light_tradeoff``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+
+def _load_timing():
+    """``tradeoff/hardware/timing.py`` by file path: numpy only, no ``tradeoff/__init__``."""
+    spec = importlib.util.spec_from_file_location("_tradeoff_timing", SRC / "tradeoff" / "hardware" / "timing.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _light_tradeoff():
+    """Import ``tradeoff.hardware`` without ``tradeoff/__init__`` (which imports the search stack).
+
+    Stand-ins: the ``tradeoff`` and ``tradeoff.search`` packages (paths only) and
+    ``tradeoff.search.study`` with the one function the hardware modules use from it.
+    """
+    home = Path(tempfile.mkdtemp(prefix="gpu_check_"))
+    for name, path in (("tradeoff", SRC / "tradeoff"), ("tradeoff.search", SRC / "tradeoff" / "search")):
+        if name not in sys.modules:
+            pkg = types.ModuleType(name)
+            pkg.__path__ = [str(path)]
+            sys.modules[name] = pkg
+    if "tradeoff.search.study" not in sys.modules:
+        study = types.ModuleType("tradeoff.search.study")
+        study.tradeoff_home = lambda: home
+
+        class TrialError(Exception):
+            pass
+
+        study.TrialError = TrialError
+        sys.modules["tradeoff.search.study"] = study
+    import tradeoff.hardware.base as base
+    import tradeoff.hardware.torch_ as torch_
+
+    return base, torch_
+
+
+def cuda_timer(torch, dev):
+    """CUDA events around ``number`` calls, waited for: ms per call with the GPU's queue drained."""
+
+    def timer(fn, number):
+        stream = torch.cuda.current_stream(dev)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(dev)
+        start.record(stream)
+        for _ in range(number):
+            fn()
+        end.record(stream)
+        end.synchronize()
+        return start.elapsed_time(end) / number
+
+    return timer
+
+
+def build(torch, name: str, small: bool):
+    """(module, batch-1 input) for one of the three models, random weights."""
+    import torchvision
+
+    side = 64 if small else 224
+    if name == "resnet18":
+        return torchvision.models.resnet18(num_classes=1000), torch.randn(1, 3, side, side)
+    if name == "mobilenet_v3_small":
+        return torchvision.models.mobilenet_v3_small(num_classes=1000), torch.randn(1, 3, side, side)
+    if name == "transformer":
+        d, seq = (64, 16) if small else (512, 128)
+        layer = torch.nn.TransformerEncoderLayer(d, 8, 4 * d, batch_first=True, dropout=0.0)
+        return torch.nn.TransformerEncoder(layer, 4, enable_nested_tensor=False), torch.randn(1, seq, d)
+    raise ValueError(name)
+
+
+def run_row(torch, timing, model: str, mode: str, dtype: str, batch: int, dev, policy, small: bool) -> dict:
+    module, x = build(torch, model, small)
+    dt = getattr(torch, dtype)
+    module = module.eval().to(device=dev, dtype=dt)
+    x = x.expand(batch, *x.shape[1:]).contiguous().to(device=dev, dtype=dt)
+    t0 = time.perf_counter()
+    if mode == "compile":
+        torch._dynamo.reset()
+        module = torch.compile(module, mode="default")
+
+    def fn():
+        with torch.inference_mode():
+            return module(x)
+
+    fn()
+    prep = time.perf_counter() - t0
+    timer = cuda_timer(torch, dev) if dev.type == "cuda" else None
+    s = timing.time_callable(fn, policy, timer)
+    return {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "median_ms": s.median_ms,
+            "p10_ms": s.p10_ms, "p90_ms": s.p90_ms, "n": s.n, "number": s.number, "ci_rel": s.ci_rel,
+            "noisy": s.noisy, "prep_s": prep}
+
+
+def check_target(base, torch_mod, torch, dev, small: bool, rows: list[dict]) -> str:
+    """The ``torch`` target on the same row as the matrix's resnet18 eager float32 batch 1."""
+    module, x = build(torch, "resnet18", small)
+    target = torch_mod.TorchTarget(device=str(dev), cache=False, mode="eager", dtype="float32", batch=1,
+                                   timing={"time_cap_s": 2.0})
+    s = target.measure(base.Artifact("resnet18", (x,), module=module.eval()))
+    ref = next((r for r in rows if (r["model"], r["mode"], r["dtype"], r["batch"]) ==
+                ("resnet18", "eager", "float32", 1)), None)
+    vs = f"; the matrix's row: {ref['median_ms']:.3f} ms" if ref else ""
+    return (f"torch target on {target.device}: resnet18 eager float32 batch 1 = {s.median_ms:.3f} ms "
+            f"(p10 {s.p10_ms:.3f}, p90 {s.p90_ms:.3f}, n {s.n}, noisy {s.noisy}){vs}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (a dry run of the script)")
+    ap.add_argument("--models", default="resnet18,mobilenet_v3_small,transformer")
+    ap.add_argument("--modes", default="eager,compile")
+    ap.add_argument("--dtypes", default="float32,float16")
+    ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--small", action="store_true", help="64x64 images, a tiny transformer")
+    ap.add_argument("--time-cap", type=float, default=1.5, help="seconds of timing per row at most")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="rows not started by then are skipped")
+    ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--no-target", action="store_true", help="skip the torch target's check")
+    args = ap.parse_args(argv)
+
+    try:
+        import torch
+    except ImportError:
+        print(f"no CUDA check: torch is not installed for {sys.executable}")
+        return 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"no CUDA device: nothing to time (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+              f"exiting 0")
+        return 0
+    timing = _load_timing()
+    dev = torch.device(args.device)
+    t_start = time.perf_counter()
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        print(f"GPU: {props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs), "
+              f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+              f"Python {platform.python_version()}")
+        print(f"TF32: matmul {torch.backends.cuda.matmul.allow_tf32}, cudnn {torch.backends.cudnn.allow_tf32}; "
+              f"cudnn.benchmark {torch.backends.cudnn.benchmark}")
+    else:
+        torch.set_num_threads(1)
+        print(f"CPU dry run: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads")
+    policy = timing.TimingPolicy(warmup=10, time_cap_s=args.time_cap)
+    print(f"timing: warm-up {policy.warmup}, >= {policy.min_repeats} repeats of >= {policy.min_repeat_ms} ms, "
+          f"until the median's 95% CI is within ±{policy.rel_ci:.0%} or {policy.time_cap_s} s\n")
+
+    split = lambda s: [v for v in s.split(",") if v]  # noqa: E731
+    plan = [(m, mode, dt, int(b)) for mode in split(args.modes) for m in split(args.models)
+            for dt in split(args.dtypes) for b in split(args.batches)]
+    rows, failed = [], 0
+    print("| model | mode | dtype | batch | median ms | p10 | p90 | n | CI% | noisy | prep s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    for model, mode, dt, b in plan:
+        if time.perf_counter() - t_start > args.budget_s:
+            print(f"| {model} | {mode} | {dt} | {b} | skipped: over the {args.budget_s:.0f} s budget |||||||")
+            continue
+        try:
+            r = run_row(torch, timing, model, mode, dt, b, dev, policy, args.small)
+        except Exception as e:  # noqa: BLE001 - one row failing is reported, the rest still run
+            failed += 1
+            msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+            print(f"| {model} | {mode} | {dt} | {b} | FAILED: {type(e).__name__}: {msg} |||||||")
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        rows.append(r)
+        print(f"| {model} | {mode} | {dt} | {b} | {r['median_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | "
+              f"{r['n']} | {100 * r['ci_rel']:.1f} | {'yes' if r['noisy'] else 'no'} | {r['prep_s']:.1f} |")
+
+    if not args.no_target:
+        try:
+            base, torch_mod = _light_tradeoff()
+            print("\n" + check_target(base, torch_mod, torch, dev, args.small, rows))
+        except Exception as e:  # noqa: BLE001
+            failed += 1
+            print(f"\ntorch target FAILED: {type(e).__name__}: {e}")
+    print(f"\n{len(rows)} rows timed, {failed} failed, {time.perf_counter() - t_start:.0f} s in all")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": str(dev), "torch": torch.__version__,
+                                               "cuda": torch.version.cuda, "rows": rows}, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
