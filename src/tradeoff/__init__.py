@@ -1,16 +1,39 @@
-"""tradeoff: the Pareto front of a model's quality against its real cost on real hardware."""
+"""tradeoff: the Pareto front of a model's quality against its real cost on real hardware.
 
-from .api import search
-from .search.algorithms.base import Algorithm, algorithm_names, make_algorithm
-from .search.front import Front
-from .search.objectives import Constraint, Objective
-from .search.study import Study, TrialError
-from .search.trial import Trial
-from .spaces.params import Bits, Choice, Float, Int, Mask
-from .spaces.space import Space, SpaceError
+``search`` is imported eagerly when its libraries are present; everything else on first use, so
+``tradeoff.hardware`` also runs where the search's libraries are missing (a bare GPU machine).
+"""
 
-__all__ = [
-    "search", "Space", "SpaceError", "Choice", "Int", "Float", "Bits", "Mask", "Front", "Trial", "TrialError",
-    "Objective", "Constraint", "Study", "Algorithm", "make_algorithm", "algorithm_names",
-]
+from importlib import import_module
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "search": ".api",
+    "Space": ".spaces.space", "SpaceError": ".spaces.space",
+    "Choice": ".spaces.params", "Int": ".spaces.params", "Float": ".spaces.params", "Bits": ".spaces.params",
+    "Mask": ".spaces.params",
+    "Front": ".search.front", "Trial": ".search.trial", "TrialError": ".search.study", "Study": ".search.study",
+    "Objective": ".search.objectives", "Constraint": ".search.objectives",
+    "Algorithm": ".search.algorithms.base", "make_algorithm": ".search.algorithms.base",
+    "algorithm_names": ".search.algorithms.base",
+}
+__all__ = sorted(_EXPORTS)
+
+
+try:  # the search API; absent libraries (a bare GPU machine) leave tradeoff.hardware usable
+    from .api import search  # noqa: E402,F401  (binds tradeoff.search to the function, not the package)
+except ImportError:  # pragma: no cover - exercised on machines without the search libraries
+    pass
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tradeoff' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__ + ["__version__"]

@@ -73,13 +73,14 @@ def export_onnx(module, example_inputs: tuple, opset: int = 17) -> bytes:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, tuple(example_inputs), buf, dynamo=False, opset_version=opset,
-                              input_names=[f"input{i}" for i in range(len(example_inputs))],
-                              dynamic_axes={f"input{i}": {0: "batch"} for i in range(len(example_inputs))})
+            with contextlib.redirect_stderr(io.StringIO()):  # the exporter dumps whole graphs on failure
+                torch.onnx.export(module, tuple(example_inputs), buf, dynamo=False, opset_version=opset,
+                                  input_names=[f"input{i}" for i in range(len(example_inputs))],
+                                  dynamic_axes={f"input{i}": {0: "batch"} for i in range(len(example_inputs))})
             return buf.getvalue()
         except Exception as first:  # noqa: BLE001 - try the other exporter before giving up
             try:
-                with contextlib.redirect_stdout(io.StringIO()):
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                     prog = torch.onnx.export(module, tuple(example_inputs), dynamo=True, verbose=False)
                 return prog.model_proto.SerializeToString()
             except Exception as second:  # noqa: BLE001

@@ -38,6 +38,11 @@ class OrtTarget(Target):
         super().__init__(name, cache, provider=provider, threads=int(threads), batch=int(batch),
                          graph_optimization=graph_optimization, **settings)
 
+    def describe(self):
+        import onnxruntime as ort
+
+        return {**super().describe(), "onnxruntime": ort.__version__}
+
     @property
     def device(self) -> str:
         if self.settings["provider"] == "cpu":

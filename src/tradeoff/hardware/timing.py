@@ -8,6 +8,7 @@ and the interval, and flags itself ``noisy`` when the cap came first instead of 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -34,6 +35,7 @@ class LatencyStats:
     settings: dict[str, Any] = field(default_factory=dict)
     cached: bool = False        # taken from the measurement cache, not timed now
     seconds: float = 0.0        # wall time this measurement cost (compile included), 0 when cached
+    load: float = 0.0           # 1-minute load average per core while timing (other work competing)
 
     @property
     def ci_rel(self) -> float:
@@ -74,6 +76,7 @@ class TimingPolicy:
     rel_ci: float = 0.02          # stop when the median's 95% CI is within ±2%
     time_cap_s: float = 5.0       # ... or when this much time was spent timing
     min_repeat_ms: float = 1.0    # batch calls so one repeat lasts at least this long
+    max_load: float = 1.0         # flag as noisy when the load average per core exceeds this
 
     @staticmethod
     def from_settings(settings: dict[str, Any]) -> "TimingPolicy":
@@ -98,6 +101,7 @@ def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
     """
     policy = policy or TimingPolicy()
     timer = timer or _wall_timer
+    load0 = _load_per_core()
     t_start = time.perf_counter()
     for _ in range(policy.warmup):
         fn()
@@ -121,7 +125,17 @@ def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
         if time.perf_counter() - t_start > policy.time_cap_s and n >= min(policy.min_repeats, 5):
             noisy = n < policy.min_repeats or not _tight(samples, policy.rel_ci)
             break
-    return summarize(np.array(samples), policy.warmup, number, noisy, **info)
+    load = max(load0, _load_per_core())
+    # a busy machine can give a tight interval around a shifted median: say so, don't hide it
+    noisy = noisy or load > policy.max_load
+    return summarize(np.array(samples), policy.warmup, number, noisy, load=round(load, 3), **info)
+
+
+def _load_per_core() -> float:
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return 0.0
 
 
 def _tight(samples, rel) -> bool:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import cloudpickle
 import numpy as np
 
+from ..paths import run_dir_for, tradeoff_home  # noqa: F401  (re-exported)
 from ..spaces.space import Config, Space
 from .algorithms.base import Algorithm, make_algorithm
 from .executors import Executor, make_executor
@@ -34,14 +35,6 @@ MAX_IDLE_BATCHES = 25  # consecutive batches with nothing new: the space (or alg
 
 class TrialError(Exception):
     """Raised by an evaluator for a bad candidate; the trial is recorded as failed with this reason."""
-
-
-def tradeoff_home() -> Path:
-    return Path(os.environ.get("TRADEOFF_HOME", ".tradeoff")).resolve()
-
-
-def run_dir_for(run_id: str) -> Path:
-    return tradeoff_home() / "runs" / run_id
 
 
 def check_metrics(out: Any, objectives: list[Objective]) -> tuple[dict[str, float], str | None]:

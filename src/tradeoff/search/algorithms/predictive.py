@@ -96,7 +96,7 @@ class Predictive(Algorithm):
         if not cands:
             return [c for c in (self.space.sample(self.rng) for _ in range(4 * n)) if self._claim(c)][:n]
         mu, sd = self._predict(models, C)
-        picks = self._select(mu, sd, Y[ok & self._feasible_rows()], n, self._p_feasible(models, C))
+        picks = self._select(mu, sd, Y[ok & self._feasible_rows()], n, self._p_feasible(models, C), Y[ok])
         out = []
         for i in picks:
             if self._claim(cands[i]):
@@ -197,9 +197,11 @@ class Predictive(Algorithm):
         return cands, self.space.encode_many(cands)
 
     # -- selection -----------------------------------------------------------------------------
-    def _select(self, mu, sd, front_pts, n, p_feas):
-        lo = np.nanmin(np.vstack([front_pts, mu]) if len(front_pts) else mu, axis=0)
-        hi = np.nanmax(front_pts, axis=0) if len(front_pts) else np.nanmax(mu, axis=0)
+    def _select(self, mu, sd, front_pts, n, p_feas, seen_pts):
+        # scaled by everything evaluated (not just the front), so the reference point lies beyond the
+        # worst seen values and extending the front at its ends counts, as it does for the real HV
+        lo = np.nanmin(np.vstack([seen_pts, mu]), axis=0)
+        hi = np.nanmax(seen_pts, axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
         z = lambda a: (a - lo) / span  # noqa: E731
         ref = np.ones(mu.shape[1]) * 1.1
