@@ -24,6 +24,7 @@ class _Strict(BaseModel):
 class ObjectiveCfg(_Strict):
     direction: Literal["minimize", "maximize"] = "minimize"
     target: str | None = None   # which hardware target measures it (latency objectives)
+    predictor: dict[str, Any] | None = None  # predict it instead, if the predictor passes its held-out check
 
 
 class SearchCfg(_Strict):
@@ -228,6 +229,7 @@ def build_workload(recipe: Recipe):
         raise RecipeError(f"workload: {name}: {e}") from None
     except (ValueError, FileNotFoundError, ImportError) as e:
         raise RecipeError(f"workload: {e}") from None
+    wl = _compose(recipe, wl)
     errs = []
     for m in recipe.objectives:
         if wl.metrics and m not in wl.metrics:
@@ -243,6 +245,31 @@ def build_workload(recipe: Recipe):
     if errs:
         raise RecipeError("\n".join(errs))
     return wl
+
+
+def _compose(recipe: Recipe, wl):
+    """For model workloads: add the cost metrics the recipe asks for, measured on its targets."""
+    import dataclasses
+
+    from .compose import CompositionError, compose
+
+    metrics = {k: (v.model_dump(exclude_none=True) if isinstance(v, ObjectiveCfg) else {})
+               for k, v in recipe.objectives.items()}
+    for m in recipe.constraints:
+        metrics.setdefault(m, {})
+    for name, spec in recipe.targets.items():
+        if "runtime" not in spec:
+            raise RecipeError(f"targets.{name}.runtime: required (one of the hardware runtimes, e.g. ort, tvm, torch)")
+    try:
+        comp = compose(wl, metrics, recipe.targets)
+    except CompositionError as e:
+        raise RecipeError(str(e)) from None
+    except ValueError as e:  # a predictor that failed its held-out check, a bad target setting
+        raise RecipeError(f"objectives: {e}") from None
+    if comp.evaluate is wl.evaluate:
+        return wl
+    info = dict(wl.info, targets={k: t.describe() for k, t in comp.targets.items()})
+    return dataclasses.replace(wl, evaluate=comp.evaluate, metrics=comp.metrics, info=info)
 
 
 def resolved_dict(recipe: Recipe) -> dict:
