@@ -58,7 +58,8 @@ def front_table(front, title: str = "Pareto front", limit: int | None = 50) -> T
     for o in front.objectives:
         t.add_column(f"{o.name} {arrows[o.direction]}", justify="right", style="bold")
     members = front.members
-    extra = sorted({k for m in members for k in m.metrics} - set(front.names))
+    # constraint metrics beside the objectives; every other metric is in front.csv / trials.csv
+    extra = [c.metric for c in front.constraints if c.metric not in front.names]
     for k in extra:
         t.add_column(k, justify="right", style="dim")
     params = list(members[0].config) if members else []

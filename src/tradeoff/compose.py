@@ -127,8 +127,24 @@ def compose(wl: Workload, metrics: Mapping[str, Mapping[str, Any]], targets: Map
     return Composition(evaluate, known, built, evaluators)
 
 
-def _predicted_latency(wl: Workload, request: LatencyRequest, target):
-    """A latency predictor calibrated on this target, used only if its held-out accuracy passes."""
-    from .predictors.latency import predicted_latency_evaluator
+PREDICTOR_OPTIONS = ("kind", "min_within_10pct", "min_kendall_tau", "train", "test", "seed")
 
-    return predicted_latency_evaluator(wl, target, request.prefix, **dict(request.predictor))
+
+def _predicted_latency(wl: Workload, request: LatencyRequest, target):
+    """A latency predictor calibrated on this target from the workload's own architectures; the
+    evaluator refuses to exist (a recipe error naming the figures) unless its held-out accuracy passes."""
+    from .predictors.latency import PredictedLatency, calibrate
+
+    opts = dict(request.predictor)
+    unknown = sorted(set(opts) - set(PREDICTOR_OPTIONS))
+    if unknown:
+        raise CompositionError(f"objectives.{request.metric}.predictor: unknown {', '.join(unknown)}; "
+                               f"allowed: {', '.join(PREDICTOR_OPTIONS)}")
+    kind = opts.get("kind", "lut")
+    if not hasattr(wl.space, "build"):
+        raise CompositionError(f"objectives.{request.metric}.predictor: workload {wl.name} cannot build "
+                               f"calibration models; measure latency instead")
+    report = calibrate(target, wl.space, n_train=int(opts.get("train", 60)), n_test=int(opts.get("test", 40)),
+                       seed=int(opts.get("seed", 0)), predictors=(kind,))
+    return PredictedLatency(report.predictors[kind], float(opts.get("min_within_10pct", 0.95)),
+                            float(opts.get("min_kendall_tau", 0.9)), metric=request.metric)

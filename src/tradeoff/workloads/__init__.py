@@ -22,6 +22,10 @@ class Workload:
     default_objectives: dict[str, str] = field(default_factory=dict)
     true_front: Callable[[list[str]], np.ndarray] | None = None  # minimised exact front, for regret
     info: dict[str, Any] = field(default_factory=dict)
+    # model workloads: build the deployable artifact for a config, and judge its quality on it;
+    # cost metrics (latency on the recipe's targets, size, MACs) are added by tradeoff.compose
+    materialize: Callable[[Config], Any] | None = None
+    evaluators: list = field(default_factory=list)
 
 
 _REGISTRY: dict[str, Callable[..., Workload]] = {}
@@ -60,4 +64,4 @@ def make_workload(name: str, **options: Any) -> Workload:
 
 
 def _load() -> None:
-    from . import nasbench_graph, problems, table  # noqa: F401  (they register)
+    from . import convnets, nasbench_graph, problems, table  # noqa: F401  (they register)

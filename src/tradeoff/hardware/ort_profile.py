@@ -1,0 +1,99 @@
+"""Kernel time from ONNX Runtime's own profiler, without the layout conversions of running alone.
+
+A kernel timed alone by wall clock pays for what it never pays inside a model: on the CPU
+provider its input is reordered into the blocked NCHWc layout and its output back (on GPU
+providers, copies to and from the device), plus the cost of one ``run`` call. The profiler
+times each node, so the kernel's own nodes can be summed and those boundaries left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from .base import Artifact, TargetError
+from .locks import device_lock
+from .ort import OPT_LEVELS, PROVIDERS
+from .timing import LatencyStats, _load_per_core, median_ci
+
+BOUNDARY_OPS = frozenset({"ReorderInput", "ReorderOutput", "MemcpyToHost", "MemcpyFromHost"})
+
+
+def profile_kernel(target, artifact: Artifact, exclude: frozenset[str] = BOUNDARY_OPS,
+                   min_time_s: float = 0.05) -> LatencyStats:
+    """Per-run sum of the profiled node times of ``artifact`` on an ``ort`` target, ``exclude`` left out.
+
+    Repeats at least the policy's ``min_repeats`` (and 20) times and at least ``min_time_s``;
+    ``median_ms`` is the interquartile mean and ``p10_ms`` the mean of the fastest fifth, since
+    the profiler counts whole microseconds and a median of them would be as coarse.
+    """
+    import onnxruntime as ort
+
+    if target.kind != "ort":
+        raise TargetError(f"profile_kernel needs an ort target, got {target.kind}")
+    s, policy = target.settings, target.policy
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = s["threads"]
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[s["graph_optimization"]])
+    so.log_severity_level = 3
+    so.enable_profiling = True
+    tmp = tempfile.mkdtemp(prefix="tradeoff-prof-")
+    so.profile_file_prefix = os.path.join(tmp, "p")
+    t_start, load0 = time.perf_counter(), _load_per_core()
+    try:
+        with device_lock(target.device):
+            try:
+                sess = ort.InferenceSession(artifact.onnx_bytes(), so, providers=[PROVIDERS[s["provider"]]])
+            except Exception as e:  # noqa: BLE001 - the runtime's refusal, with its reason
+                raise TargetError(f"ort rejected the kernel: {str(e).strip().splitlines()[0][:300]}") from None
+            feed = dict(zip([i.name for i in sess.get_inputs()], artifact.numpy_inputs(s["batch"])))
+            n, t0 = 0, time.perf_counter()
+            for _ in range(policy.warmup):
+                sess.run(None, feed)
+            while True:
+                sess.run(None, feed)
+                n += 1
+                spent = time.perf_counter() - t0
+                if n >= max(policy.min_repeats, 20) and spent >= min_time_s:
+                    break
+                if n >= policy.max_repeats or spent >= policy.time_cap_s:
+                    break
+            path = sess.end_profiling()
+        runs = _runs(path, exclude)[policy.warmup:]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not runs:
+        raise TargetError("ort profiler recorded no runs")
+    x = np.sort(np.asarray(runs, dtype=float)) / 1000.0     # µs -> ms
+    q = len(x) // 4
+    lo, hi = median_ci(x)
+    stats = LatencyStats(median_ms=float(x[q:len(x) - q].mean()), p10_ms=float(x[:max(1, len(x) // 5)].mean()),
+                         p90_ms=float(np.percentile(x, 90)), mean_ms=float(x.mean()), n=len(x), ci_low_ms=lo,
+                         ci_high_ms=hi, warmup=policy.warmup, target=target.name, device=target.device,
+                         settings={**target.describe(), "kernel_timing": "profile"})
+    stats.load = round(max(load0, _load_per_core()), 3)
+    stats.noisy = stats.ci_rel > policy.rel_ci or stats.load > policy.max_load
+    stats.seconds = time.perf_counter() - t_start
+    return stats
+
+
+def _runs(path: str, exclude: frozenset[str]) -> list[float]:
+    """Per ``run`` call, the summed duration (µs) of its nodes that are not in ``exclude``."""
+    with open(path) as f:
+        events = json.load(f)
+    runs, cur = [], 0.0
+    for e in events:
+        if e.get("cat") == "Session" and e.get("name") == "model_run":
+            runs.append(cur)
+            cur = 0.0
+        elif e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time") \
+                and e.get("args", {}).get("op_name") not in exclude:
+            cur += float(e.get("dur", 0.0))
+    return runs

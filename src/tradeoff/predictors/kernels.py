@@ -1,0 +1,399 @@
+"""An ONNX graph as the kernels a runtime executes; each kernel timed alone, once, in a table on disk.
+
+Runtimes fuse: ONNX Runtime's CPU provider runs Conv + residual Add + Relu/Clip as one
+(NCHWc) convolution, and torch's exporter has already folded BatchNorm into the Conv. So the
+graph is split the way nn-Meter splits it: a Conv with the Add and activation that only feed
+each other is one kernel, a Gemm with its bias and activation another, and shape-only ops cost
+nothing. A kernel knows its shapes, MACs, params and bytes, and ``isolate`` cuts it out of the
+graph (deterministic weights) so ``KernelTable`` can time it alone on the target, once, ever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FREE_OPS = {"Constant", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Shape", "Dropout"}
+ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"}   # fused into Conv / Gemm by ORT
+BINARY = {"Add", "Sub", "Mul", "Div", "Sum"}
+KERNEL_TYPES = ("conv", "dwconv", "fc", "gap", "pool", "add", "concat", "elemwise", "other")
+FEATURES = ("h", "w", "cin", "cout", "ho", "wo", "k", "stride", "groups", "macs", "params", "bytes", "residual",
+            "act")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One fused kernel: what runs, on which shapes; equal configs share one measurement."""
+
+    op: str                                   # one of KERNEL_TYPES
+    nodes: tuple[str, ...]                    # ONNX op types fused into it, e.g. ("Conv", "Add", "Relu")
+    inputs: tuple[tuple[int, ...], ...]       # shapes of its activation inputs
+    output: tuple[int, ...]
+    attrs: tuple[tuple[str, Any], ...] = ()   # kernel, stride, groups, pads ...
+    macs: int = 0
+    params: int = 0
+    index: tuple[int, ...] = field(default=(), compare=False, repr=False)   # node positions in the graph
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps([self.op, self.nodes, self.inputs, self.output, self.attrs], default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:20]
+
+    def attr(self, name: str, default: Any = 0) -> Any:
+        return dict(self.attrs).get(name, default)
+
+    @property
+    def bytes(self) -> int:
+        """fp32 bytes read and written: activations in and out plus weights."""
+        return 4 * (sum(int(np.prod(s)) for s in self.inputs) + int(np.prod(self.output)) + self.params)
+
+    def features(self) -> dict[str, float]:
+        x = self.inputs[0] if self.inputs else ()
+        h, w = (x[2], x[3]) if len(x) == 4 else (1, 1)
+        ho, wo = (self.output[2], self.output[3]) if len(self.output) == 4 else (1, 1)
+        cin = x[1] if len(x) >= 2 else 1
+        cout = self.output[1] if len(self.output) >= 2 else 1
+        return {"h": h, "w": w, "cin": cin, "cout": cout, "ho": ho, "wo": wo, "k": self.attr("k", 1),
+                "stride": self.attr("stride", 1), "groups": self.attr("groups", 1), "macs": self.macs,
+                "params": self.params, "bytes": self.bytes, "residual": float("Add" in self.nodes[1:]),
+                "act": float(any(n in ACTIVATIONS for n in self.nodes))}
+
+    def vector(self) -> np.ndarray:
+        f = self.features()
+        return np.array([float(f[k]) for k in FEATURES])
+
+    def describe(self) -> str:
+        f = self.features()
+        return (f"{'+'.join(self.nodes)} {f['cin']}x{f['h']}x{f['w']} -> {f['cout']}x{f['ho']}x{f['wo']}"
+                + (f" k{f['k']} s{f['stride']} g{f['groups']}" if self.op in ("conv", "dwconv", "pool") else ""))
+
+
+def _load(model) -> Any:
+    import onnx
+
+    if isinstance(model, (bytes, bytearray)):
+        model = onnx.load_from_string(bytes(model))
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def _shape_of(vi) -> tuple[int, ...] | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(int(d.dim_value) if d.HasField("dim_value") else 1 for d in t.shape.dim)   # symbolic batch -> 1
+
+
+class _Graph:
+    """Shapes, initializers, producers and consumers of one ONNX graph."""
+
+    def __init__(self, model):
+        import onnx
+
+        self.model = _load(model)
+        g = self.model.graph
+        self.nodes = list(g.node)
+        self.inits = {i.name: i for i in g.initializer}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.types: dict[str, int] = {}
+        for vi in [*g.input, *g.value_info, *g.output]:
+            s = _shape_of(vi)
+            if s is not None:
+                self.shapes[vi.name] = s
+            self.types[vi.name] = vi.type.tensor_type.elem_type
+        for name, t in self.inits.items():
+            self.shapes[name] = tuple(int(d) for d in t.dims)
+        self.consts: dict[str, int] = {}
+        self.consumers: dict[str, list[int]] = defaultdict(list)
+        for i, n in enumerate(self.nodes):
+            if n.op_type == "Constant":
+                self.consts[n.output[0]] = i
+                val = onnx.helper.get_attribute_value(n.attribute[0])
+                if hasattr(val, "dims"):
+                    self.shapes[n.output[0]] = tuple(int(d) for d in val.dims)
+            for t in n.input:
+                if t:
+                    self.consumers[t].append(i)
+        self.outputs = {o.name for o in g.output}
+
+    def is_const(self, name: str) -> bool:
+        return name in self.inits or name in self.consts
+
+    def sole_consumer(self, tensor: str) -> int | None:
+        c = self.consumers.get(tensor, [])
+        return c[0] if len(c) == 1 and tensor not in self.outputs else None
+
+    def activations_in(self, idx: list[int]) -> list[str]:
+        """Non-constant inputs of a node group that come from outside it, in order."""
+        inside = {o for i in idx for o in self.nodes[i].output}
+        seen, out = set(), []
+        for i in idx:
+            for t in self.nodes[i].input:
+                if t and t not in inside and not self.is_const(t) and t not in seen:
+                    seen.add(t)
+                    out.append(t)
+        return out
+
+    def numel(self, name: str) -> int:
+        return int(np.prod(self.shapes.get(name, (0,))))
+
+
+def _attrs(node) -> dict[str, Any]:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def parse_kernels(model) -> list[Kernel]:
+    """The kernels a fusing CPU runtime executes for ``model`` (ONNX bytes or ModelProto), in order."""
+    g = model if isinstance(model, _Graph) else _Graph(model)
+    used: set[int] = set()
+    kernels: list[Kernel] = []
+
+    def absorb(group: list[int], out: str, ops: set[str], residual_ok: bool = False) -> str:
+        """Extend ``group`` with the sole consumer of ``out`` when it is one of ``ops``."""
+        nxt = g.sole_consumer(out)
+        if nxt is None or nxt in used or g.nodes[nxt].op_type not in ops:
+            return out
+        node = g.nodes[nxt]
+        if node.op_type == "Add":
+            other = [t for t in node.input if t != out]
+            if len(other) != 1 or not (g.is_const(other[0]) or
+                                       (residual_ok and g.shapes.get(other[0]) == g.shapes.get(out))):
+                return out
+        if node.op_type == "Clip" and not all(not t or g.is_const(t) for t in node.input[1:]):
+            return out
+        group.append(nxt)
+        used.add(nxt)
+        return node.output[0]
+
+    for i, node in enumerate(g.nodes):
+        if i in used:
+            continue
+        used.add(i)
+        op = node.op_type
+        if op in FREE_OPS:
+            continue
+        group, out, a = [i], node.output[0], _attrs(node)
+        attrs: dict[str, Any] = {}
+        macs = 0
+        if op == "Conv":
+            w = g.shapes[node.input[1]]
+            x = g.shapes[node.input[0]]
+            out = absorb(group, out, {"Add"}, residual_ok=True)
+            out = absorb(group, out, ACTIVATIONS)
+            groups = int(a.get("group", 1))
+            k = tuple(int(v) for v in a.get("kernel_shape", w[2:]))
+            attrs = {"k": k[0] if len(set(k)) == 1 else list(k), "stride": int(a.get("strides", [1])[0]),
+                     "groups": groups, "pads": list(a.get("pads", [])), "dilations": list(a.get("dilations", []))}
+            y = g.shapes[node.output[0]]
+            macs = int(np.prod(y[1:])) * int(np.prod(w[1:]))
+            kind = "dwconv" if groups > 1 and groups == x[1] else "conv"
+        elif op in ("Gemm", "MatMul"):
+            if op == "MatMul" and not g.is_const(node.input[1]):
+                kind = "other"
+            else:
+                out = absorb(group, out, {"Add"})
+                out = absorb(group, out, ACTIVATIONS)
+                wshape = g.shapes[node.input[1]]
+                trans = int(a.get("transB", 0))
+                kin, nout = (wshape[1], wshape[0]) if trans else (wshape[0], wshape[1])
+                macs = g.numel(node.input[0]) // max(kin, 1) * kin * nout
+                kind = "fc"
+        elif op in ("GlobalAveragePool", "GlobalMaxPool") or (
+                op == "ReduceMean" and len(g.shapes.get(node.input[0], ())) == 4):
+            kind, macs = "gap", g.numel(node.input[0])
+        elif op in ("MaxPool", "AveragePool"):
+            k = tuple(a.get("kernel_shape", [1]))
+            attrs = {"k": int(k[0]), "stride": int(a.get("strides", [1])[0]), "pads": list(a.get("pads", []))}
+            kind, macs = "pool", g.numel(node.output[0]) * int(np.prod(k))
+        elif op in BINARY:
+            out = absorb(group, out, ACTIVATIONS)
+            kind, macs = "add", g.numel(node.output[0])
+        elif op == "Concat":
+            kind, attrs = "concat", {"axis": int(a.get("axis", 0))}
+        elif op in ACTIVATIONS:
+            kind, macs = "elemwise", g.numel(node.output[0])
+        else:
+            kind = "other"
+            attrs = {k: v for k, v in a.items() if isinstance(v, (int, float, str, bytes, list))}
+        ins = tuple(g.shapes.get(t, ()) for t in g.activations_in(group))
+        params = sum(g.numel(t) for j in group for t in g.nodes[j].input if t in g.inits)
+        kernels.append(Kernel(kind, tuple(g.nodes[j].op_type for j in group), ins, g.shapes.get(out, ()),
+                              tuple(sorted((k, str(v) if isinstance(v, bytes) else v) for k, v in attrs.items())),
+                              int(macs), int(params), tuple(group)))
+    return kernels
+
+
+def isolate(model, kernel: Kernel, seed: int = 0) -> tuple[bytes, list[np.ndarray]]:
+    """The kernel alone as an ONNX model (deterministic weights) and example inputs for it."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = model if isinstance(model, _Graph) else _Graph(model)
+    nodes = [g.nodes[i] for i in kernel.index]
+    inside = {o for n in nodes for o in n.output}
+    rng = np.random.default_rng(seed)
+    inits, consts, inputs, feeds = [], [], [], []
+    for name in dict.fromkeys(t for n in nodes for t in n.input if t and t not in inside):
+        if name in g.inits:
+            t = g.inits[name]
+            arr = numpy_helper.to_array(t)
+            if arr.dtype == np.float32:
+                arr = (rng.standard_normal(arr.shape) * 0.1).astype(np.float32)
+            inits.append(numpy_helper.from_array(arr, name))
+        elif name in g.consts:
+            consts.append(g.nodes[g.consts[name]])
+        else:
+            shape, elem = g.shapes[name], g.types.get(name) or onnx.TensorProto.FLOAT
+            inputs.append(helper.make_tensor_value_info(name, elem, list(shape)))
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
+            feeds.append(rng.standard_normal(shape).astype(dtype) if np.issubdtype(dtype, np.floating)
+                         else np.zeros(shape, dtype))
+    out = nodes[-1].output[0]
+    outputs = [helper.make_tensor_value_info(out, g.types.get(out) or onnx.TensorProto.FLOAT,
+                                             list(g.shapes.get(out, ())) or None)]
+    graph = helper.make_graph([*consts, *nodes], f"kernel_{kernel.key}", inputs, outputs, inits)
+    m = helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
+    return m.SerializeToString(), feeds
+
+
+
+
+# -- a model's kernels, and the table of kernels timed alone -------------------------------------
+
+_PARSED: "OrderedDict[str, list[Kernel]]" = OrderedDict()
+
+
+def model_kernels(artifact) -> list[Kernel]:
+    """The artifact's fused kernels (parsed once per digest)."""
+    key = artifact.digest()
+    if key not in _PARSED:
+        _PARSED[key] = parse_kernels(artifact.onnx_bytes())
+        while len(_PARSED) > 4096:
+            _PARSED.popitem(last=False)
+    _PARSED.move_to_end(key)
+    return _PARSED[key]
+
+
+# which figure of a measurement a predictor learns: the median (the project's latency_ms), or the
+# 10th percentile, which a busy shared machine disturbs far less (a run preempted once is an outlier)
+STATS = ("median_ms", "p10_ms")
+TIMINGS = ("profile", "wall")
+
+
+def _settings_hash(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class KernelTable:
+    """Per-kernel latencies on one target, each timed alone once: a JSON file next to the measurement cache.
+
+    ``timing="profile"`` (the default on ONNX Runtime) reads the kernel's own nodes from the
+    runtime's profiler, leaving out the layout conversions a kernel pays only when alone;
+    ``"wall"`` times the whole run with ``target.measure`` (any target). The file is keyed by
+    the target's full description (device, runtime settings, timing policy) and the timing
+    mode, so a table is never reused on another device or under other settings. ``measured``
+    counts the kernels this object had to time; a kernel in the table is never timed again.
+    """
+
+    def __init__(self, target, path: str | Path | None = None, stat: str = "median_ms", timing: str = "auto"):
+        if stat not in STATS:
+            raise ValueError(f"stat {stat!r} is not one of {', '.join(STATS)}")
+        if timing == "auto":
+            timing = "profile" if target.kind == "ort" else "wall"
+        if timing not in TIMINGS:
+            raise ValueError(f"timing {timing!r} is not one of auto, {', '.join(TIMINGS)}")
+        if timing == "profile" and target.kind != "ort":
+            raise ValueError(f"kernel timing by profiler needs an ort target, got {target.kind}")
+        self.target, self.stat, self.timing = target, stat, timing
+        self.settings = {**target.describe(), "kernel_timing": timing}
+        self.path = Path(path) if path else self.default_path(target, timing)
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.measured = 0
+        self.seconds = 0.0
+        self._load()
+
+    @staticmethod
+    def default_path(target, timing: str = "profile") -> Path:
+        if getattr(target, "cache", None) is not None:
+            root = Path(target.cache.path).parent
+        else:
+            from ..paths import tradeoff_home
+
+            root = tradeoff_home()
+        settings = {**target.describe(), "kernel_timing": timing}
+        return root / "latency_tables" / f"{target.kind}-{timing}-{_settings_hash(settings)}.json"
+
+    def _load(self) -> None:
+        if self.path.exists():
+            try:
+                data = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                return
+            if _settings_hash(data.get("target", {})) == _settings_hash(self.settings):
+                self.entries.update(data.get("entries", {}))
+
+    def save(self) -> None:
+        """Merge with what other processes wrote meanwhile, then replace the file atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        merged = dict(self.entries)
+        if self.path.exists():
+            try:
+                merged = {**json.loads(self.path.read_text()).get("entries", {}), **self.entries}
+            except (OSError, ValueError):
+                pass
+        self.entries = merged
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"target": self.settings, "entries": merged}, f, default=str)
+        os.replace(tmp, self.path)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, kernel: Kernel) -> bool:
+        return kernel.key in self.entries
+
+    def ms(self, kernel: Kernel) -> float:
+        return float(self.entries[kernel.key][self.stat])
+
+    def _time(self, graph: "_Graph", kernel: Kernel):
+        from ..hardware.base import Artifact
+
+        onnx_bytes, feeds = isolate(graph, kernel)
+        art = Artifact(f"kernel-{kernel.key}", tuple(feeds), onnx=onnx_bytes)
+        if self.timing == "profile":
+            from ..hardware.ort_profile import profile_kernel
+
+            return profile_kernel(self.target, art)
+        return self.target.measure(art)
+
+    def ensure(self, artifact, measure: bool = True) -> list[tuple[Kernel, float]]:
+        """The artifact's kernels with their table latencies; missing ones are timed now (once)."""
+        kernels, graph, new = model_kernels(artifact), None, False
+        for k in kernels:
+            if k.key in self.entries:
+                continue
+            if not measure:
+                raise KeyError(f"kernel {k.describe()} is not in the table {self.path.name}")
+            graph = graph or _Graph(artifact.onnx_bytes())
+            t0 = time.perf_counter()
+            stats = self._time(graph, k)
+            self.seconds += time.perf_counter() - t0
+            self.entries[k.key] = {"median_ms": stats.median_ms, "p10_ms": stats.p10_ms, "ci_rel": stats.ci_rel,
+                                   "n": stats.n, "noisy": stats.noisy, "op": k.op, "kernel": k.describe(),
+                                   "features": k.features()}
+            self.measured += 1
+            new = True
+        if new:
+            self.save()
+        return [(k, self.ms(k)) for k in kernels]
