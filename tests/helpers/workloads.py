@@ -46,3 +46,28 @@ def nan_workload():
 
 def rng_unused():
     return np.random.default_rng(0)
+
+
+def tiny_models(bad_width: int = 24):
+    """Model workload: tiny MLPs; the ``bad_width`` choice yields an ONNX file no runtime accepts."""
+    import torch
+
+    from tradeoff import Choice, Space
+    from tradeoff.hardware.base import Artifact
+
+    space = Space({"width": Choice([8, 16, bad_width, 64]), "depth": Choice([1, 2])})
+
+    def materialize(config):
+        if config["width"] == bad_width:
+            return Artifact(f"broken-{config['depth']}", (torch.zeros(1, 16),), onnx=b"not an onnx model")
+        torch.manual_seed(0)
+        layers, w = [], 16
+        for _ in range(config["depth"]):
+            layers += [torch.nn.Linear(w, config["width"]), torch.nn.ReLU()]
+            w = config["width"]
+        return Artifact(f"mlp-{config['width']}-{config['depth']}", (torch.zeros(1, 16),),
+                        module=torch.nn.Sequential(*layers).eval())
+
+    return Workload("tiny_models", space, lambda c: {}, metrics={"width_metric": "maximize"},
+                    materialize=materialize,
+                    evaluators=[lambda art, ctx: {"width_metric": float(ctx["config"]["width"])}])

@@ -12,6 +12,10 @@ Result = tuple[str, dict, Any, "str | None", float]   # key, config, output, fai
 
 
 def _reason(exc: BaseException) -> str:
+    from .trial import TrialError
+
+    if isinstance(exc, TrialError):  # the evaluator's own words are the reason
+        return str(exc).strip() or "TrialError"
     msg = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
 

@@ -28,13 +28,9 @@ from .executors import Executor, make_executor
 from .front import Front
 from .objectives import Constraint, Objective, minimised, violations
 from .progress import Progress
-from .trial import COMPLETE, FAILED, Trial
+from .trial import COMPLETE, FAILED, Trial, TrialError  # noqa: F401  (TrialError re-exported)
 
 MAX_IDLE_BATCHES = 25  # consecutive batches with nothing new: the space (or algorithm) is exhausted
-
-
-class TrialError(Exception):
-    """Raised by an evaluator for a bad candidate; the trial is recorded as failed with this reason."""
 
 
 def check_metrics(out: Any, objectives: list[Objective]) -> tuple[dict[str, float], str | None]:

@@ -6,6 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+class TrialError(Exception):
+    """Raised by an evaluator for a bad candidate; the trial is recorded as failed with this message."""
+
+
 COMPLETE = "complete"
 FAILED = "failed"
 
