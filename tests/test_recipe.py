@@ -121,3 +121,21 @@ def test_table_workload_from_csv(tmp_path):
     failed = front.failed
     assert len(front.trials) == 9 and len(failed) == 1
     assert failed[0].config == {"w": 32, "d": 3} and "no row in the table" in failed[0].reason
+
+
+def test_space_declared_in_yaml_with_a_python_function():
+    data = {"name": "fn", "workload": {"name": "function", "function": "helpers.workloads:toy_metrics"},
+            "space": {"depth": {"kind": "int", "low": 2, "high": 8}, "width": [16, 32, 64],
+                      "lr": {"kind": "float", "low": 1e-4, "high": 1e-1, "log": True}, "act": ["relu", "tanh"]},
+            "objectives": {"error": "minimize", "cost": "minimize"},
+            "search": {"algorithm": "nsga2", "budget": 30, "seed": 0}, "tracking": False}
+    recipe, _ = load_recipe(data)
+    from tradeoff.runner import run_recipe
+
+    front, _ = run_recipe(recipe, progress=False)
+    assert len(front.trials) == 30 and front.members
+    assert all(t.reason == "RuntimeError: diverged" for t in front.failed)
+    assert all(2 <= t.config["depth"] <= 8 and t.config["width"] in (16, 32, 64) for t in front.trials)
+    bad = dict(data, space={"depth": {"kind": "int", "low": 2}})
+    with pytest.raises(RecipeError, match="space.depth: an int param needs 'high'"):
+        build_workload(load_recipe(bad)[0])

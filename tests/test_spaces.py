@@ -120,7 +120,7 @@ def test_param_specs_from_yaml_forms():
     assert param_from_spec({"kind": "mask", "shape": [20, 28, 3]}).size == 1680
     with pytest.raises(ValueError, match="kind 'real' is not one of choice, bits, int, float, mask"):
         param_from_spec({"kind": "real", "low": 0, "high": 1})
-    with pytest.raises(ValueError, match="unknown keys for a int param: hi"):
+    with pytest.raises(ValueError, match="unknown keys for an int param: hi"):
         param_from_spec({"kind": "int", "low": 0, "high": 1, "hi": 2})
     with pytest.raises(ValueError, match="needs 'high'"):
         param_from_spec({"kind": "float", "low": 0})

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .search.objectives import DIRECTIONS, parse_constraint
+from .spaces.space import SpaceError
 
 
 class RecipeError(ValueError):
@@ -225,6 +226,8 @@ def build_workload(recipe: Recipe):
         wl = make_workload(name, **opts)
     except RecipeError:
         raise
+    except SpaceError as e:
+        raise RecipeError(f"space.{e}") from None
     except TypeError as e:
         raise RecipeError(f"workload: {name}: {e}") from None
     except (ValueError, FileNotFoundError, ImportError) as e:

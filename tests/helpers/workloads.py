@@ -71,3 +71,10 @@ def tiny_models(bad_width: int = 24):
     return Workload("tiny_models", space, lambda c: {}, metrics={"width_metric": "maximize"},
                     materialize=materialize,
                     evaluators=[lambda art, ctx: {"width_metric": float(ctx["config"]["width"])}])
+
+
+def toy_metrics(config):
+    """For the `function` workload: a config dict in, metrics out."""
+    if config["act"] == "tanh" and config["depth"] > 6:
+        raise RuntimeError("diverged")
+    return {"error": 1.0 / (config["depth"] * config["width"]) + config["lr"], "cost": config["depth"] * config["width"]}

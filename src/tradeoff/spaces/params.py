@@ -429,10 +429,11 @@ def param_from_spec(spec: Any) -> Param:
     }
     if kind not in makers:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(makers)}")
+    a = "an" if kind[0] in "aeiou" else "a"
     try:
         param = makers[kind](spec)
     except KeyError as e:
-        raise ValueError(f"a {kind} param needs {e.args[0]!r}") from None
+        raise ValueError(f"{a} {kind} param needs {e.args[0]!r}") from None
     if spec:
-        raise ValueError(f"unknown keys for a {kind} param: {', '.join(spec)}")
+        raise ValueError(f"unknown keys for {a} {kind} param: {', '.join(spec)}")
     return param

@@ -64,4 +64,4 @@ def make_workload(name: str, **options: Any) -> Workload:
 
 
 def _load() -> None:
-    from . import convnets, nasbench_graph, problems, table  # noqa: F401  (they register)
+    from . import convnets, function, nasbench_graph, problems, table  # noqa: F401  (they register)
