@@ -72,8 +72,6 @@ def search(
         reference_point=dict(reference_point) if reference_point else None,
     )
     algo = algorithm if isinstance(algorithm, Algorithm) else make_algorithm(algorithm, **(algorithm_options or {}))
-    algo.setup(space, len(spec.objectives), len(spec.constraints), seed, budget=budget,
-               initial=[space.validate(c) for c in initial])
     study = Study(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor,
-                  progress=progress, info=dict(info or {}))
+                  progress=progress, initial=list(initial), info=dict(info or {}))
     return study.run()

@@ -44,13 +44,11 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
         algo = make_algorithm(s.algorithm, **s.options)
     except TypeError as e:
         raise RecipeError(f"search.options: {e}") from None
-    algo.setup(wl.space, len(spec.objectives), len(spec.constraints), s.seed, budget=s.budget,
-               initial=[wl.space.validate(c) for c in s.initial])
     resolved = resolved_dict(recipe)
     info = {"recipe_path": str(path) if path else None, "recipe_text": text, "resolved": resolved,
             "workload": wl.name, "workload_info": wl.info}
     study = Study(wl.space, wl.evaluate, spec, algorithm=algo, tracker=_tracker(recipe), executor=_executor(recipe),
-                  progress=progress, info=info)
+                  progress=progress, initial=list(s.initial), info=info)
     (study.run_dir / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     return study.run(), study.run_id
 

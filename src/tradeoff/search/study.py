@@ -128,6 +128,9 @@ class Study:
         self.resumed = False
         if algorithm is None:
             algorithm = make_algorithm(spec.algorithm)
+        if not hasattr(algorithm, "space"):  # not set up yet (a resumed one is)
+            if spec.reference_point:
+                algorithm.reference = np.array([o.sign * float(spec.reference_point[o.name]) for o in spec.objectives])
             algorithm.setup(space, len(spec.objectives), len(spec.constraints), spec.seed,
                             budget=spec.budget, initial=[space.validate(c) for c in initial])
         self.algorithm = algorithm

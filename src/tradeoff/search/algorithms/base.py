@@ -18,6 +18,7 @@ class Algorithm:
 
     name = "algorithm"
     batch_size: int | None = None   # the natural batch (a generation), None when any n works
+    reference: np.ndarray | None = None  # the user's reference point, minimised, when given (set before setup)
 
     def setup(self, space: Space, n_objectives: int, n_constraints: int, seed: int,
               budget: int | None = None, initial: list[Config] = ()) -> None:

@@ -29,7 +29,7 @@ class Predictive(Algorithm):
 
     def __init__(self, batch_size: int = 10, initial_size: int | None = None,
                  predictors: tuple[str, ...] = ("rf", "gp", "ridge"), kappa: float = 1.0,
-                 inner_evals: int = 20000, enumerate_limit: int = 200_000, reselect_every: int = 3,
+                 inner_evals: int = 5000, enumerate_limit: int = 200_000, reselect_every: int = 3,
                  max_candidates: int = 600):
         self.batch_size = batch_size
         self.initial_size = initial_size
@@ -201,10 +201,12 @@ class Predictive(Algorithm):
         # scaled by everything evaluated (not just the front), so the reference point lies beyond the
         # worst seen values and extending the front at its ends counts, as it does for the real HV
         lo = np.nanmin(np.vstack([seen_pts, mu]), axis=0)
-        hi = np.nanmax(seen_pts, axis=0)
+        if self.reference is not None:  # the user's reference point: aim at the hypervolume they measure
+            hi, ref = np.asarray(self.reference, float), np.ones(mu.shape[1])
+        else:
+            hi, ref = np.nanmax(seen_pts, axis=0), np.ones(mu.shape[1]) * 1.1
         span = np.where(hi > lo, hi - lo, 1.0)
         z = lambda a: (a - lo) / span  # noqa: E731
-        ref = np.ones(mu.shape[1]) * 1.1
         P = z(front_pts[nondominated_mask(front_pts)]) if len(front_pts) else np.zeros((0, mu.shape[1]))
         opt = z(mu - self.kappa * sd)
         mean = z(mu)
