@@ -31,7 +31,7 @@ PROBLEMS = {
             "objectives": {"accuracy": "maximize", "latency_ms": "minimize"}, "reference": None},
 }
 # model-based samplers whose cost per ask grows with the trials seen: capped budgets (marked in the table)
-BUDGET_CAP = {"optuna-gp": 200}
+BUDGET_CAP = {"optuna-gp": 100}
 
 
 def default_algorithms() -> list[str]:
@@ -76,8 +76,9 @@ def one_run(problem: str, algorithm: str, seed: int, budget: int) -> dict:
     seconds = time.perf_counter() - t
     curve = front.hypervolume_curve(ref)
     hv_true = true_hv(problem, wl, ref)
-    regret = {k: float(1 - curve[min(k, len(curve)) - 1] / hv_true) for k in CHECKPOINTS if k <= budget}
-    return {"problem": problem, "algorithm": algorithm, "seed": seed, "regret": regret, "seconds": seconds,
+    regret = {str(k): float(1 - curve[min(k, len(curve)) - 1] / hv_true) for k in CHECKPOINTS if k <= budget}
+    return {"problem": problem, "algorithm": algorithm, "seed": seed, "budget": budget, "regret": regret,
+            "seconds": seconds,
             "trials": len(front.trials), "failed": len(front.failed), "curve": (1 - curve / hv_true).tolist()}
 
 
@@ -92,7 +93,7 @@ def table(results: list[dict], problems: list[str], algorithms: list[str]) -> st
             runs = [r for r in results if r["algorithm"] == a and r["problem"] == p]
             secs += [r["seconds"] for r in runs]
             for k in CHECKPOINTS:
-                vals = [r["regret"][str(k)] if str(k) in r["regret"] else r["regret"].get(k) for r in runs]
+                vals = [r["regret"][str(k)] for r in runs if str(k) in r["regret"]]
                 vals = [v for v in vals if v is not None]
                 cells.append(f"{np.median(vals):.3f}" if vals else "—")
         lines.append(f"| {a} | " + " | ".join(cells) + f" | {np.median(secs):.1f} |" if secs else f"| {a} | " +
@@ -134,6 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=int, default=max(CHECKPOINTS))
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--fresh", action="store_true", help="forget earlier runs logged in the output folder")
     args = ap.parse_args(argv)
     problems = args.problems.split(",")
     algorithms = args.algorithms.split(",") if args.algorithms else default_algorithms()
@@ -141,7 +143,17 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(p, a, s, min(args.budget, BUDGET_CAP.get(a, args.budget)))
             for p in problems for a in algorithms for s in range(args.seeds)]
-    results = []
+    # every finished run is appended to a log, so an interrupted benchmark continues where it stopped
+    log = out / "search_efficiency.jsonl"
+    if args.fresh and log.exists():
+        log.unlink()
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["problem"], r["algorithm"], r["seed"], r["budget"])] = r
+    results = [done[j] for j in jobs if j in done]
+    jobs = [j for j in jobs if j not in done]
     t0 = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
         futs = {pool.submit(one_run, *j): j for j in jobs}
@@ -150,7 +162,9 @@ def main(argv=None) -> int:
             try:
                 r = f.result()
                 results.append(r)
-                print(f"[{i}/{len(jobs)}] {j[0]} {j[1]} seed {j[2]}: regret@100 {r['regret'].get(100, float('nan')):.4f}"
+                with open(log, "a") as fh:
+                    fh.write(json.dumps(r) + "\n")
+                print(f"[{i}/{len(jobs)}] {j[0]} {j[1]} seed {j[2]}: regret@100 {r['regret'].get('100', float('nan')):.4f}"
                       f" ({r['seconds']:.1f} s)", file=sys.stderr, flush=True)
             except Exception as e:  # noqa: BLE001 - a broken algorithm is reported, not fatal
                 print(f"[{i}/{len(jobs)}] {j} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
