@@ -9,78 +9,23 @@ torch.compile} x {float32, float16} x {batch 1, 32}, each timed with CUDA events
 ``number`` calls until the median's 95% CI is within ±2% (or a time cap). Then the project's
 ``torch`` target measures one row again, to check it on a real GPU.
 
-It needs only torch, torchvision and numpy: the lent GPU machines have no optuna, pymoo, mlflow
-or moocore, and ``import tradeoff`` pulls those in, so the timing module is loaded by file path
-and the torch target under a minimal stand-in for the package (see ``_light_tradeoff``).
+It needs only torch, torchvision and numpy (``tradeoff.hardware`` imports without the search's
+libraries, which the lent GPU machines lack).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import sys
-import tempfile
 import time
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src"
+sys.path.insert(0, str(ROOT / "src"))
 
-
-def _load_timing():
-    """``tradeoff/hardware/timing.py`` by file path: numpy only, no ``tradeoff/__init__``."""
-    spec = importlib.util.spec_from_file_location("_tradeoff_timing", SRC / "tradeoff" / "hardware" / "timing.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _light_tradeoff():
-    """Import ``tradeoff.hardware`` without ``tradeoff/__init__`` (which imports the search stack).
-
-    Stand-ins: the ``tradeoff`` and ``tradeoff.search`` packages (paths only) and
-    ``tradeoff.search.study`` with the one function the hardware modules use from it.
-    """
-    home = Path(tempfile.mkdtemp(prefix="gpu_check_"))
-    for name, path in (("tradeoff", SRC / "tradeoff"), ("tradeoff.search", SRC / "tradeoff" / "search")):
-        if name not in sys.modules:
-            pkg = types.ModuleType(name)
-            pkg.__path__ = [str(path)]
-            sys.modules[name] = pkg
-    if "tradeoff.search.study" not in sys.modules:
-        study = types.ModuleType("tradeoff.search.study")
-        study.tradeoff_home = lambda: home
-
-        class TrialError(Exception):
-            pass
-
-        study.TrialError = TrialError
-        sys.modules["tradeoff.search.study"] = study
-    import tradeoff.hardware.base as base
-    import tradeoff.hardware.torch_ as torch_
-
-    return base, torch_
-
-
-def cuda_timer(torch, dev):
-    """CUDA events around ``number`` calls, waited for: ms per call with the GPU's queue drained."""
-
-    def timer(fn, number):
-        stream = torch.cuda.current_stream(dev)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(dev)
-        start.record(stream)
-        for _ in range(number):
-            fn()
-        end.record(stream)
-        end.synchronize()
-        return start.elapsed_time(end) / number
-
-    return timer
+from tradeoff.hardware.torch_ import _cuda_timer  # noqa: E402  (CUDA events, the torch target's own timer)
 
 
 def build(torch, name: str, small: bool):
@@ -115,7 +60,7 @@ def run_row(torch, timing, model: str, mode: str, dtype: str, batch: int, dev, p
 
     fn()
     prep = time.perf_counter() - t0
-    timer = cuda_timer(torch, dev) if dev.type == "cuda" else None
+    timer = _cuda_timer(dev) if dev.type == "cuda" else None
     s = timing.time_callable(fn, policy, timer)
     return {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "median_ms": s.median_ms,
             "p10_ms": s.p10_ms, "p90_ms": s.p90_ms, "n": s.n, "number": s.number, "ci_rel": s.ci_rel,
@@ -158,7 +103,8 @@ def main(argv=None) -> int:
         print(f"no CUDA device: nothing to time (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
               f"exiting 0")
         return 0
-    timing = _load_timing()
+    from tradeoff.hardware import timing
+
     dev = torch.device(args.device)
     t_start = time.perf_counter()
     if dev.type == "cuda":
@@ -201,7 +147,8 @@ def main(argv=None) -> int:
 
     if not args.no_target:
         try:
-            base, torch_mod = _light_tradeoff()
+            from tradeoff.hardware import base, torch_ as torch_mod
+
             print("\n" + check_target(base, torch_mod, torch, dev, args.small, rows))
         except Exception as e:  # noqa: BLE001
             failed += 1
