@@ -217,10 +217,9 @@ def build_workload(recipe: Recipe):
         opts["space"] = recipe.space
     try:
         if "space" in opts and not name.startswith("python:"):
-            from .workloads import _REGISTRY, _load
+            from .workloads import WORKLOADS
 
-            _load()
-            fn = _REGISTRY.get(name)
+            fn = WORKLOADS.entries.get(name) if name in WORKLOADS.names() else None
             if fn is not None and "space" not in inspect.signature(fn).parameters:
                 raise RecipeError(f"space: workload {name!r} has a fixed space; remove 'space' from the recipe")
         wl = make_workload(name, **opts)

@@ -12,7 +12,8 @@ import contextlib
 import importlib
 from typing import Any, Callable, Iterator, Mapping
 
-from ..search.study import TrialError
+from ..registry import Registry, import_from
+from ..search.trial import TrialError
 
 
 class Evaluator:
@@ -39,46 +40,25 @@ def trial_error(what: str) -> Iterator[None]:
         raise TrialError(f"{what}: {e}") from e
 
 
-_REGISTRY: dict[str, Callable[..., Evaluator]] = {}
 _LAZY = {"Latency": "latency", "Size": "size", "Complexity": "complexity", "FromCallable": "callable_",
          "count_graph": "complexity"}
-
-
-def register_evaluator(*names: str):
-    def deco(cls):
-        for n in names:
-            _REGISTRY[n] = cls
-        return cls
-
-    return deco
+EVALUATORS = Registry("evaluator", __name__, sorted(set(_LAZY.values())))
+register_evaluator = EVALUATORS.register
 
 
 def evaluator_names() -> list[str]:
-    _load()
-    return sorted(_REGISTRY)
+    return EVALUATORS.names()
 
 
 def make_evaluator(name: str, **options: Any) -> Evaluator:
     """A built-in evaluator by name (``latency``, ``size``, ``complexity``, ``callable``), or
     ``python: pkg.module:function`` for a user's function ``fn(artifact, context) -> dict``."""
-    _load()
     if name.startswith("python:"):
         from .callable_ import FromCallable
 
         target = name[len("python:"):].strip()
-        mod, _, attr = target.partition(":")
-        if not attr:
-            raise ValueError(f"evaluator {name!r}: write python: package.module:function")
-        fn = getattr(importlib.import_module(mod), attr)
-        return FromCallable(fn, options.pop("name", attr), **options)
-    if name not in _REGISTRY:
-        raise ValueError(f"evaluator {name!r} is not one of {', '.join(evaluator_names())} (or python: module:function)")
-    return _REGISTRY[name](**options)
-
-
-def _load() -> None:
-    for mod in set(_LAZY.values()):
-        importlib.import_module(f"{__name__}.{mod}")
+        return FromCallable(import_from(target), options.pop("name", target.partition(":")[2]), **options)
+    return EVALUATORS.get(name, " (or python: module:function)")(**options)
 
 
 def __getattr__(name: str):  # the evaluators load on first use: onnx and the targets are not imported before

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..registry import Registry
 from .cache import MeasurementCache, measurement_key
 from .locks import device_lock
 from .timing import LatencyStats, TimingPolicy, time_callable
@@ -148,38 +149,14 @@ class Target:
         return stats
 
 
-_REGISTRY: dict[str, Callable[..., Target]] = {}
-
-
-def register_target(*kinds: str):
-    def deco(cls):
-        for k in kinds:
-            _REGISTRY[k] = cls
-        return cls
-
-    return deco
+RUNTIMES = Registry("runtime", __package__, {"ort": "ort", "tvm": "tvm_", "tvm-rpc": "tvm_rpc", "torch": "torch_"})
+register_target = RUNTIMES.register
 
 
 def target_kinds() -> list[str]:
-    _load()
-    return sorted(_REGISTRY)
+    return RUNTIMES.names()
 
 
 def make_target(runtime: str, name: str | None = None, **settings: Any) -> Target:
     """A target from its recipe form: ``{runtime: ort, threads: 1, batch: 1}``."""
-    _load()
-    if runtime not in _REGISTRY:
-        raise ValueError(f"runtime {runtime!r} is not one of {', '.join(target_kinds())}")
-    return _REGISTRY[runtime](name=name, **settings)
-
-
-def _load() -> None:
-    import importlib
-
-    for mod in ("ort", "tvm_", "torch_", "tvm_rpc"):
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ModuleNotFoundError as e:  # a target whose module is not written yet, or lacks its library
-            if e.name and e.name.startswith(__package__):
-                continue
-            raise
+    return RUNTIMES.get(runtime)(name=name, **settings)

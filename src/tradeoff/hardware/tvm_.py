@@ -486,16 +486,26 @@ class TvmTarget(Target):
         with tempfile.TemporaryDirectory(prefix="tvm-") as tmp:
             lib = tvm.runtime.load_module(str(self.compile(artifact, Path(tmp))))  # loaded: the file may go
         dt = device_type(self.settings["target"])
-        dev = tvm.device(dt, 0)
-        vm = relax.VirtualMachine(lib, dev)
-        if dt == "cpu":
-            set_threads(tvm.get_global_func, self.settings["threads"])
-        args = [tvm.runtime.tensor(a, dev) for a in inputs]
-        run, timer = vm_runner(vm, dev, args)
-        run()
-        ref_name, refs = reference_outputs(artifact, inputs, self.settings["frontend"])
-        self.last_compile["max_abs_error"] = check_outputs(flatten_outputs(vm.get_outputs("main")), refs, ref_name)
+        run, timer, err = load_and_check(lib, tvm.device(dt, 0), dt, tvm.get_global_func, artifact, inputs,
+                                         self.settings, self.kind)
+        self.last_compile["max_abs_error"] = err
         return run, timer
+
+
+def load_and_check(lib, dev, dt: str, get_func, artifact, inputs, settings, kind: str):
+    """A VM on ``dev`` (local or remote) for a loaded module, its outputs checked once against the
+    reference runtime: (run once, timer, max abs error)."""
+    tvm = _tvm()
+    from tvm import relax
+
+    vm = relax.VirtualMachine(lib, dev)
+    if dt == "cpu":
+        set_threads(get_func, settings["threads"])
+    args = [tvm.runtime.tensor(a, dev) for a in inputs]
+    run, timer = vm_runner(vm, dev, args)
+    run()
+    ref_name, refs = reference_outputs(artifact, inputs, settings["frontend"])
+    return run, timer, check_outputs(flatten_outputs(vm.get_outputs("main")), refs, ref_name, kind)
 
 
 if __name__ == "__main__":

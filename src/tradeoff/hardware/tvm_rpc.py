@@ -20,8 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .base import TargetError, register_target
-from .tvm_ import (TvmTarget, _tvm, check_outputs, device_type, flatten_outputs, reference_outputs, set_threads,
-                   target_hash, vm_runner)
+from .tvm_ import TvmTarget, _tvm, device_type, load_and_check, target_hash
 
 
 def parse_tracker(url: str) -> tuple[str, int, str]:
@@ -110,9 +109,6 @@ class TvmRpcTarget(TvmTarget):
             gc.collect()
 
     def _prepare(self, artifact):
-        tvm = _tvm()
-        from tvm import relax
-
         host, port, key = parse_tracker(self.settings["tracker"])
         check_reachable(host, port)  # before a compile that may take minutes
         inputs = artifact.numpy_inputs(self.settings["batch"])
@@ -126,16 +122,9 @@ class TvmRpcTarget(TvmTarget):
             remote.upload(str(lib), name)
         rlib = remote.load_module(name)
         dt = device_type(self.settings["target"])
-        dev = remote.device(dt, 0)
-        vm = relax.VirtualMachine(rlib, dev)
-        if dt == "cpu":
-            set_threads(remote.get_function, self.settings["threads"])
-        args = [tvm.runtime.tensor(a, dev) for a in inputs]
-        run, timer = vm_runner(vm, dev, args)
-        run()
-        ref_name, refs = reference_outputs(artifact, inputs, self.settings["frontend"])
-        self.last_compile["max_abs_error"] = check_outputs(flatten_outputs(vm.get_outputs("main")), refs, ref_name,
-                                                           self.kind)
+        run, timer, err = load_and_check(rlib, remote.device(dt, 0), dt, remote.get_function, artifact, inputs,
+                                         self.settings, self.kind)
+        self.last_compile["max_abs_error"] = err
         return run, timer
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..registry import Registry, import_from
 from ..spaces.space import Config, Space
 
 
@@ -28,40 +28,20 @@ class Workload:
     evaluators: list = field(default_factory=list)
 
 
-_REGISTRY: dict[str, Callable[..., Workload]] = {}
-
-
-def register_workload(*names: str):
-    def deco(fn):
-        for n in names:
-            _REGISTRY[n] = fn
-        return fn
-
-    return deco
+WORKLOADS = Registry("workload", __name__, ["convnets", "function", "nasbench_graph", "problems", "table"])
+register_workload = WORKLOADS.register
 
 
 def workload_names() -> list[str]:
-    _load()
-    return sorted(_REGISTRY)
+    return WORKLOADS.names()
 
 
 def make_workload(name: str, **options: Any) -> Workload:
     """A built-in workload by name, or ``python: pkg.module:factory`` for a user's own."""
-    _load()
     if name.startswith("python:"):
         target = name[len("python:"):].strip()
-        mod, _, attr = target.partition(":")
-        if not attr:
-            raise ValueError(f"workload {name!r}: write python: package.module:function")
-        fn = getattr(importlib.import_module(mod), attr)
-        wl = fn(**options)
+        wl = import_from(target)(**options)
         if not isinstance(wl, Workload):
             raise TypeError(f"{target} returned {type(wl).__name__}, not a tradeoff Workload")
         return wl
-    if name not in _REGISTRY:
-        raise ValueError(f"workload {name!r} is not one of {', '.join(workload_names())} (or python: module:function)")
-    return _REGISTRY[name](**options)
-
-
-def _load() -> None:
-    from . import convnets, function, nasbench_graph, problems, table  # noqa: F401  (they register)
+    return WORKLOADS.get(name, " (or python: module:function)")(**options)

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ...registry import Registry
 from ...spaces.space import Config, Space
 
 
@@ -38,46 +39,34 @@ class Algorithm:
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, Callable[..., Algorithm]] = {}
-
-
-def register(*names: str):
-    """Class decorator: make an algorithm available by name to recipes and ``search``."""
-
-    def deco(cls):
-        for n in names:
-            _REGISTRY[n] = cls
-        return cls
-
-    return deco
-
-
 # name -> adapter module; a library is imported only when one of its algorithms is used
-_MODULES = {
+ALGORITHMS = Registry("algorithm", __package__, {
     "random": "random_", "predictive": "predictive",
     "nsga2": "pymoo_", "nsga3": "pymoo_", "agemoea": "pymoo_", "smsemoa": "pymoo_",
     "optuna-nsga2": "optuna_", "motpe": "optuna_", "optuna-gp": "optuna_",
     "ng": "nevergrad_",
-}
+})
+register = ALGORITHMS.register
 
 
 def algorithm_names() -> list[str]:
-    return sorted(n for n in _MODULES if n != "ng") + ["ng:<Optimizer>"]
+    return [n for n in ALGORITHMS.names() if n != "ng"] + ["ng:<Optimizer>"]
 
 
 def make_algorithm(name: str | Algorithm, **options: Any) -> Algorithm:
     """Build an algorithm from its registry name (``ng:TwoPointsDE`` for any nevergrad optimiser)."""
     if isinstance(name, Algorithm):
         return name
-    key = "ng" if name.startswith("ng:") and len(name) > 3 else name
-    if key not in _MODULES:
-        raise ValueError(f"algorithm {name!r} is not one of {', '.join(algorithm_names())}")
-    import importlib
-
-    importlib.import_module(f"{__package__}.{_MODULES[key]}")
-    if key == "ng":
-        return _REGISTRY["ng"](optimizer=name[3:], **options)
-    return _REGISTRY[key](**options)
+    if name.startswith("ng:") and len(name) > 3:
+        return ALGORITHMS.get("ng")(optimizer=name[3:], **options)
+    if name == "ng":
+        raise ValueError("name a nevergrad optimiser: ng:<Optimizer>, e.g. ng:NGOpt")
+    try:
+        return ALGORITHMS.get(name)(**options)
+    except ValueError as e:
+        if str(e).startswith("algorithm "):
+            raise ValueError(f"algorithm {name!r} is not one of {', '.join(algorithm_names())}") from None
+        raise
 
 
 def fill_failed(values: np.ndarray, worst: np.ndarray | None = None, margin: float = 1.0) -> np.ndarray:
