@@ -86,7 +86,7 @@ def cmd_run(args) -> int:
     from .runner import resume_run, run_recipe
 
     if args.resume:
-        front, run_id = resume_run(args.resume, progress=not args.quiet)
+        front, run_id = resume_run(args.resume, progress=not args.quiet, uri=args.uri)
     else:
         if not args.recipe:
             raise RecipeError("give a recipe file (or a shipped recipe's name), or --resume RUN_ID")
@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("recipe", nargs="?", help="recipe YAML file or shipped recipe name")
     r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe field")
     r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
+    r.add_argument("--uri", help="with --resume: the MLflow tracking URI holding the run, when it is not local")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     r.set_defaults(fn=cmd_run)
 

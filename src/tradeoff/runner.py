@@ -53,14 +53,14 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
     return study.run(), study.run_id
 
 
-def resume_run(run_id: str, progress: bool = True) -> tuple[Front, str]:
+def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tuple[Front, str]:
     """Continue an interrupted run from its checkpoint; finished trials are not evaluated again."""
     run_dir = run_dir_for(run_id)
     if not (run_dir / "study.json").exists():
         try:
             from .tracking.mlflow_ import download_checkpoint
 
-            download_checkpoint(run_id, run_dir)
+            download_checkpoint(run_id, run_dir, uri)
         except Exception as e:  # noqa: BLE001 - report what is missing, not a traceback
             raise RecipeError(f"run {run_id!r}: no local checkpoint under {run_dir} and none in MLflow ({e})") from None
     resolved = json.loads((run_dir / "study.json").read_text()).get("info", {}).get("resolved")
