@@ -71,6 +71,7 @@ class TimingPolicy:
     """How long and how carefully to time; a target's settings may override any field."""
 
     warmup: int = 10
+    warmup_s: float = 0.1
     min_repeats: int = 20
     max_repeats: int = 2000
     rel_ci: float = 0.02          # stop when the median's 95% CI is within ±2%
@@ -103,8 +104,10 @@ def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
     timer = timer or _wall_timer
     load0 = _load_per_core()
     t_start = time.perf_counter()
-    for _ in range(policy.warmup):
-        fn()
+    n_warm = 0
+    while n_warm < policy.warmup or time.perf_counter() - t_start < policy.warmup_s:
+        fn()  # caches, allocators and clocks settle: at least `warmup` calls and `warmup_s` seconds
+        n_warm += 1
     # choose calls per repeat so one repeat is long enough for the clock
     one = timer(fn, 1)
     number = max(1, int(math.ceil(policy.min_repeat_ms / max(one, 1e-6)))) if one < policy.min_repeat_ms else 1
@@ -128,7 +131,7 @@ def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
     load = max(load0, _load_per_core())
     # a busy machine can give a tight interval around a shifted median: say so, don't hide it
     noisy = noisy or load > policy.max_load
-    return summarize(np.array(samples), policy.warmup, number, noisy, load=round(load, 3), **info)
+    return summarize(np.array(samples), n_warm, number, noisy, load=round(load, 3), **info)
 
 
 def _load_per_core() -> float:
