@@ -176,54 +176,52 @@ class PymooAlgorithm(Algorithm):
             self._pop, self._F, self._G = None, {}, {}
 
 
-@register("nsga2")
-class NSGA2(PymooAlgorithm):
-    name = "nsga2"
+class _Named(PymooAlgorithm):
+    """One pymoo class by import path; ``_extra`` adds what that algorithm needs beyond the common parts."""
+
+    cls_path = ""
+
+    def _extra(self, problem, pop_size) -> dict:
+        return {}
 
     def _make(self, problem, pop_size, sampling, crossover, mutation):
-        from pymoo.algorithms.moo.nsga2 import NSGA2 as _NSGA2
+        import importlib
 
-        return _NSGA2(pop_size=pop_size, sampling=sampling, crossover=crossover, mutation=mutation,
-                      eliminate_duplicates=True, **self.options)
+        mod, _, cls = self.cls_path.rpartition(".")
+        opts = {"pop_size": pop_size, **self._extra(problem, pop_size), **self.options}
+        return getattr(importlib.import_module(mod), cls)(sampling=sampling, crossover=crossover, mutation=mutation,
+                                                          eliminate_duplicates=True, **opts)
+
+
+@register("nsga2")
+class NSGA2(_Named):
+    name, cls_path = "nsga2", "pymoo.algorithms.moo.nsga2.NSGA2"
 
 
 @register("nsga3")
-class NSGA3(PymooAlgorithm):
-    name = "nsga3"
+class NSGA3(_Named):
+    name, cls_path = "nsga3", "pymoo.algorithms.moo.nsga3.NSGA3"
 
-    def _make(self, problem, pop_size, sampling, crossover, mutation):
-        from pymoo.algorithms.moo.nsga3 import NSGA3 as _NSGA3
+    def _extra(self, problem, pop_size):
         from pymoo.operators.selection.tournament import TournamentSelection
         from pymoo.util.ref_dirs import get_reference_directions
 
         m = problem.n_obj
         parts = {1: 1, 2: max(pop_size - 1, 1), 3: 12 if pop_size >= 91 else 6}.get(m, 4)
         dirs = get_reference_directions("das-dennis", m, n_partitions=parts)
-        opts = {"selection": TournamentSelection(func_comp=_comp_by_cv_then_random), **self.options}
-        return _NSGA3(ref_dirs=dirs, pop_size=max(pop_size, len(dirs)), sampling=sampling, crossover=crossover,
-                      mutation=mutation, eliminate_duplicates=True, **opts)
+        return {"ref_dirs": dirs, "pop_size": max(pop_size, len(dirs)),
+                "selection": TournamentSelection(func_comp=_comp_by_cv_then_random)}
 
 
 @register("agemoea")
-class AGEMOEA(PymooAlgorithm):
-    name = "agemoea"
-
-    def _make(self, problem, pop_size, sampling, crossover, mutation):
-        from pymoo.algorithms.moo.age import AGEMOEA as _AGEMOEA
-
-        return _AGEMOEA(pop_size=pop_size, sampling=sampling, crossover=crossover, mutation=mutation,
-                        eliminate_duplicates=True, **self.options)
+class AGEMOEA(_Named):
+    name, cls_path = "agemoea", "pymoo.algorithms.moo.age.AGEMOEA"
 
 
 @register("smsemoa")
-class SMSEMOA(PymooAlgorithm):
-    name = "smsemoa"
+class SMSEMOA(_Named):
+    name, cls_path = "smsemoa", "pymoo.algorithms.moo.sms.SMSEMOA"
 
-    def _make(self, problem, pop_size, sampling, crossover, mutation):
-        from pymoo.algorithms.moo.sms import SMSEMOA as _SMSEMOA
-
-        opts = dict(self.options)
+    def _extra(self, problem, pop_size):
         # SMS-EMOA is steady-state by design; a few offspring per step keeps batches useful
-        opts.setdefault("n_offsprings", max(2, pop_size // 4))
-        return _SMSEMOA(pop_size=pop_size, sampling=sampling, crossover=crossover, mutation=mutation,
-                        eliminate_duplicates=True, **opts)
+        return {"n_offsprings": max(2, pop_size // 4)}
