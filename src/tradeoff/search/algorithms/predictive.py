@@ -30,7 +30,7 @@ class Predictive(Algorithm):
     def __init__(self, batch_size: int = 10, initial_size: int | None = None,
                  predictors: tuple[str, ...] = ("rf", "gp", "ridge"), kappa: float = 1.0,
                  inner_evals: int = 5000, enumerate_limit: int = 200_000, reselect_every: int = 3,
-                 max_candidates: int = 600):
+                 max_candidates: int = 600, use_reference: bool = True):
         self.batch_size = batch_size
         self.initial_size = initial_size
         self.predictors = tuple(predictors)
@@ -39,6 +39,7 @@ class Predictive(Algorithm):
         self.enumerate_limit = enumerate_limit
         self.reselect_every = reselect_every
         self.max_candidates = max_candidates
+        self.use_reference = use_reference
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
@@ -201,12 +202,13 @@ class Predictive(Algorithm):
         # scaled by everything evaluated (not just the front), so the reference point lies beyond the
         # worst seen values and extending the front at its ends counts, as it does for the real HV
         lo = np.nanmin(np.vstack([seen_pts, mu]), axis=0)
-        if self.reference is not None:  # the user's reference point: aim at the hypervolume they measure
-            hi, ref = np.asarray(self.reference, float), np.ones(mu.shape[1])
-        else:
-            hi, ref = np.nanmax(seen_pts, axis=0), np.ones(mu.shape[1]) * 1.1
+        hi = np.nanmax(seen_pts, axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
         z = lambda a: (a - lo) / span  # noqa: E731
+        # the user's reference point, when given, bounds the hypervolume aimed at (the one they
+        # measure); the scale stays that of everything seen, so uncertainty keeps its weight
+        ref = z(np.asarray(self.reference, float)) if self.reference is not None and self.use_reference \
+            else np.full(mu.shape[1], 1.1)
         P = z(front_pts[nondominated_mask(front_pts)]) if len(front_pts) else np.zeros((0, mu.shape[1]))
         opt = z(mu - self.kappa * sd)
         mean = z(mu)
