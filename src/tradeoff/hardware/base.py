@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -65,13 +66,18 @@ class Artifact:
         return out
 
 
+# torch's exporters keep process-wide "exporting" state: two exports on two threads at once can
+# leave it set, and torch.compile then silently does nothing. One export at a time.
+_EXPORT_LOCK = threading.Lock()
+
+
 def export_onnx(module, example_inputs: tuple, opset: int = 17) -> bytes:
     """TorchScript-based export (fast); the dynamo exporter when that one fails."""
     import torch
 
     module = module.eval()
     buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # the exporter dumps whole graphs on failure
