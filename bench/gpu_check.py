@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from tradeoff.hardware.torch_ import _cuda_timer  # noqa: E402  (CUDA events, the torch target's own timer)
+from tradeoff.hardware.torch import _cuda_timer  # noqa: E402  (CUDA events, the torch target's own timer)
 
 
 def build(torch, name: str, small: bool):
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
 
     if not args.no_target:
         try:
-            from tradeoff.hardware import base, torch_ as torch_mod
+            from tradeoff.hardware import base, torch as torch_mod
 
             print("\n" + check_target(base, torch_mod, torch, dev, args.small, rows))
         except Exception as e:  # noqa: BLE001

@@ -35,10 +35,11 @@ def main() -> None:
 
     from tradeoff.hardware.base import make_target
     from tradeoff.predictors.latency import calibrate
+    from tradeoff.workloads.convnets import convnet_space
 
     target = make_target("ort", threads=args.threads, timing=json.loads(args.timing))
     t0 = time.perf_counter()
-    rep = calibrate(target, n_train=args.train, n_test=args.test, seed=args.seed, stat=args.stat,
+    rep = calibrate(target, convnet_space(), n_train=args.train, n_test=args.test, seed=args.seed, stat=args.stat,
                     retest=min(args.retest, args.test), predictors=args.predictors.split(","),
                     log=lambda m: print(m, flush=True))
     d = rep.to_dict()

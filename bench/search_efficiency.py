@@ -54,7 +54,7 @@ def reference_for(name: str, wl) -> dict[str, float]:
 
 
 def true_hv(name: str, wl, reference: dict[str, float]) -> float:
-    from tradeoff.search.front import hypervolume
+    from tradeoff.engine.front import hypervolume
 
     p = PROBLEMS[name]
     objs = list(p["objectives"])

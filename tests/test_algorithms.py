@@ -11,8 +11,8 @@ import pytest
 
 import tradeoff
 from tradeoff import Bits, Choice, Float, Int, Mask, Space, TrialError
-from tradeoff.search.algorithms.base import make_algorithm
-from tradeoff.search.objectives import Constraint, minimised, parse_objectives, violations
+from tradeoff.engine.algorithms.base import make_algorithm
+from tradeoff.engine.objectives import Constraint, minimised, parse_objectives, violations
 
 ALGORITHMS = [n for n in tradeoff.algorithm_names() if n not in ("ng:<Optimizer>", "ng")]  # "ng" is ng:NGOpt
 ALGORITHMS += ["ng:TwoPointsDE", "ng:NGOpt"]

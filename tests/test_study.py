@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tradeoff as to
-from tradeoff.search.study import load_trials, run_dir_for
+from tradeoff.engine.study import load_trials, run_dir_for
 from tradeoff.workloads import make_workload
 
 from conftest import subprocess_env

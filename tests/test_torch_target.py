@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tradeoff.hardware.base import Artifact, TargetError, make_target
-from tradeoff.hardware.torch_ import TorchTarget
+from tradeoff.hardware.torch import TorchTarget
 
 FAST = {"warmup": 2, "min_repeats": 5, "time_cap_s": 0.3}
 

@@ -20,8 +20,8 @@ from mlflow import MlflowClient
 
 import tradeoff
 from tradeoff import Float, Mask, Space, TrialError
-from tradeoff.search.study import load_trials, run_dir_for
-from tradeoff.tracking.mlflow_ import (
+from tradeoff.engine.study import load_trials, run_dir_for
+from tradeoff.tracking.mlflow import (
     MlflowTracker, config_params, default_tracking_uri, download_checkpoint, flatten, list_artifacts, read_run,
 )
 from tradeoff.tracking.plots import plot_front, plot_hypervolume

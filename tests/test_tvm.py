@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("tvm")
 
 from tradeoff.hardware.base import Artifact, TargetError, make_target  # noqa: E402
-from tradeoff.hardware.tvm_ import check_outputs, parse_target  # noqa: E402
+from tradeoff.hardware.tvm import check_outputs, parse_target  # noqa: E402
 
 FAST = {"warmup": 3, "min_repeats": 10, "time_cap_s": 1.0}
 

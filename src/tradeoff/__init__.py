@@ -13,10 +13,12 @@ _EXPORTS = {
     "Space": ".spaces.space", "SpaceError": ".spaces.space",
     "Choice": ".spaces.params", "Int": ".spaces.params", "Float": ".spaces.params", "Bits": ".spaces.params",
     "Mask": ".spaces.params",
-    "Front": ".search.front", "Trial": ".search.trial", "TrialError": ".search.study", "Study": ".search.study",
-    "Objective": ".search.objectives", "Constraint": ".search.objectives",
-    "Algorithm": ".search.algorithms.base", "make_algorithm": ".search.algorithms.base",
-    "algorithm_names": ".search.algorithms.base",
+    "Front": ".engine.front", "Trial": ".core.trial", "TrialError": ".engine.study", "Study": ".engine.study",
+    "Objective": ".engine.objectives", "Constraint": ".engine.objectives",
+    "Algorithm": ".engine.algorithms.base", "make_algorithm": ".engine.algorithms.base",
+    "algorithm_names": ".engine.algorithms.base",
+    "Workload": ".workloads", "make_workload": ".workloads", "Artifact": ".hardware.base",
+    "make_target": ".hardware.base", "TrialState": ".core.trial",
 }
 __all__ = sorted(_EXPORTS)
 

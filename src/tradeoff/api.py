@@ -1,21 +1,22 @@
-"""The Python API: ``tradeoff.search(space, objectives, evaluate, ...) -> Front``."""
+"""The Python API: ``tradeoff.search(space, objectives, evaluate, ...)`` or ``search(workload, objectives, targets=...)``."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from .search.algorithms.base import Algorithm, make_algorithm
-from .search.front import Front
-from .search.objectives import parse_constraints, parse_objectives
-from .search.study import Study, StudySpec
+from .engine.algorithms.base import Algorithm, make_algorithm
+from .engine.front import Front
+from .engine.objectives import parse_constraints, parse_objectives
+from .engine.study import Study, StudySpec
 from .spaces.space import Config, Space
+from .workloads import Workload
 
 
 def make_tracker(tracking: Any, name: str = "search"):
     """None: log nothing; "default": MLflow's local store; a dict: MLflow settings; or a tracker."""
     if tracking is None or tracking is False:
         return None
-    from .tracking.mlflow_ import MlflowTracker
+    from .tracking.mlflow import MlflowTracker
 
     if tracking == "default" or tracking is True:
         return MlflowTracker(run_name=name)
@@ -27,9 +28,9 @@ def make_tracker(tracking: Any, name: str = "search"):
 
 
 def search(
-    space: Space,
+    space: Space | Workload,
     objectives: Mapping[str, Any] | list,
-    evaluate: Callable[[Config], Mapping[str, float]],
+    evaluate: Callable[[Config], Mapping[str, float]] | None = None,
     budget: int | None = 100,
     algorithm: str | Algorithm = "nsga2",
     seed: int = 0,
@@ -47,12 +48,18 @@ def search(
     resume: str | None = None,
     algorithm_options: Mapping[str, Any] | None = None,
     info: Mapping[str, Any] | None = None,
+    targets: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Front:
     """Search ``space`` for the Pareto front of ``objectives`` as measured by ``evaluate``.
 
     ``evaluate(config) -> {metric: value}`` may raise: the trial is recorded as failed with the
     reason and the search goes on. ``resume=RUN_ID`` continues an interrupted search.
+
+    ``space`` may be a ``Workload`` instead (a built-in from ``make_workload`` or a user's own):
+    its evaluate is used, and a model workload is measured on ``targets`` (as in a recipe:
+    ``{"cpu": {"runtime": "ort", "threads": 1}}``; objectives pick one with ``{"target": "cpu"}``).
     """
+    space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     if budget is None and time_budget_s is None:
         raise ValueError("give a budget (trials) and/or time_budget_s (seconds)")
     tracker = make_tracker(tracking, name)
@@ -75,3 +82,20 @@ def search(
     study = Study(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor,
                   progress=progress, initial=list(initial), info=dict(info or {}))
     return study.run()
+
+
+def _resolve(space, objectives, evaluate, constraints, targets, info):
+    """A Space + evaluate, or a Workload (composed with its targets), to the space and evaluate to search."""
+    if isinstance(space, Workload):
+        from .compose import compose_workload
+
+        if evaluate is not None:
+            raise TypeError("search(workload, ...): the workload evaluates; pass no evaluate")
+        wl = compose_workload(space, objectives if isinstance(objectives, Mapping) else {}, constraints, targets)
+        info = {"workload": wl.name, "workload_info": wl.info, **dict(info or {})}
+        return wl.space, wl.evaluate, info
+    if targets:
+        raise TypeError("search(..., targets=...): targets measure a model workload; pass a Workload, not a Space")
+    if evaluate is None:
+        raise TypeError("search(space, objectives, evaluate): evaluate(config) -> {metric: value} is required with a Space")
+    return space, evaluate, info

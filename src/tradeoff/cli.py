@@ -98,7 +98,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from .search.study import load_front, run_dir_for
+    from .engine.study import load_front, run_dir_for
 
     run_dir = run_dir_for(args.run_id)
     if (run_dir / "study.json").exists():
@@ -109,7 +109,7 @@ def cmd_show(args) -> int:
         state = "finished" if (run_dir / "front.json").exists() else "running or interrupted"
         console.print(f"status: {state}; run dir: {run_dir}", highlight=False)
         return 0
-    from .tracking.mlflow_ import read_run
+    from .tracking.mlflow import read_run
 
     info = read_run(args.run_id, args.uri)
     console.print_json(json.dumps(info, default=str))
@@ -149,7 +149,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from .tracking.mlflow_ import default_tracking_uri
+    from .tracking.mlflow import default_tracking_uri
 
     uri = args.uri or default_tracking_uri()
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]

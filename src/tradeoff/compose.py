@@ -148,3 +148,34 @@ def _predicted_latency(wl: Workload, request: LatencyRequest, target):
                        seed=int(opts.get("seed", 0)), predictors=(kind,))
     return PredictedLatency(report.predictors[kind], float(opts.get("min_within_10pct", 0.95)),
                             float(opts.get("min_kendall_tau", 0.9)), metric=request.metric)
+
+
+def compose_workload(wl: Workload, objectives: Mapping[str, Any], constraints: Any = None,
+                     targets: Mapping[str, Mapping[str, Any]] | None = None) -> Workload:
+    """The workload with the cost metrics its objectives and constraints ask for, measured on ``targets``.
+
+    ``objectives``: metric -> direction, or -> {direction, target, predictor} as in a recipe.
+    """
+    import dataclasses
+
+    metrics = {k: ({kk: vv for kk, vv in v.items() if kk != "direction" and vv is not None}
+                   if isinstance(v, Mapping) else {}) for k, v in dict(objectives).items()}
+    for m in _constraint_metrics(constraints):
+        metrics.setdefault(m, {})
+    targets = dict(targets or {})
+    for name, spec in targets.items():
+        if "runtime" not in spec:
+            raise CompositionError(f"targets.{name}.runtime: required (one of the hardware runtimes, e.g. ort, tvm, torch)")
+    comp = compose(wl, metrics, targets)
+    if comp.evaluate is wl.evaluate:
+        return wl
+    info = dict(wl.info, targets={k: t.describe() for k, t in comp.targets.items()})
+    return dataclasses.replace(wl, evaluate=comp.evaluate, metrics=comp.metrics, info=info)
+
+
+def _constraint_metrics(constraints: Any) -> list[str]:
+    if not constraints:
+        return []
+    if isinstance(constraints, Mapping):
+        return list(constraints)
+    return [getattr(c, "metric", None) or getattr(c, "name", None) or str(c) for c in constraints]

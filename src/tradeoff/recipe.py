@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .search.objectives import DIRECTIONS, parse_constraint
+from .engine.objectives import DIRECTIONS, parse_constraint
 from .spaces.space import SpaceError
 
 
@@ -43,7 +43,7 @@ class SearchCfg(_Strict):
     @field_validator("algorithm")
     @classmethod
     def _known(cls, v: str) -> str:
-        from .search.algorithms.base import algorithm_names
+        from .engine.algorithms.base import algorithm_names
 
         names = algorithm_names()
         if v in names or (v.startswith("ng:") and len(v) > 3):
@@ -251,27 +251,16 @@ def build_workload(recipe: Recipe):
 
 def _compose(recipe: Recipe, wl):
     """For model workloads: add the cost metrics the recipe asks for, measured on its targets."""
-    import dataclasses
+    from .compose import CompositionError, compose_workload
 
-    from .compose import CompositionError, compose
-
-    metrics = {k: (v.model_dump(exclude_none=True) if isinstance(v, ObjectiveCfg) else {})
-               for k, v in recipe.objectives.items()}
-    for m in recipe.constraints:
-        metrics.setdefault(m, {})
-    for name, spec in recipe.targets.items():
-        if "runtime" not in spec:
-            raise RecipeError(f"targets.{name}.runtime: required (one of the hardware runtimes, e.g. ort, tvm, torch)")
+    objectives = {k: (v.model_dump(exclude_none=True) if isinstance(v, ObjectiveCfg) else {})
+                  for k, v in recipe.objectives.items()}
     try:
-        comp = compose(wl, metrics, recipe.targets)
+        return compose_workload(wl, objectives, list(recipe.constraints), recipe.targets)
     except CompositionError as e:
         raise RecipeError(str(e)) from None
     except ValueError as e:  # a predictor that failed its held-out check, a bad target setting
         raise RecipeError(f"objectives: {e}") from None
-    if comp.evaluate is wl.evaluate:
-        return wl
-    info = dict(wl.info, targets={k: t.describe() for k, t in comp.targets.items()})
-    return dataclasses.replace(wl, evaluate=comp.evaluate, metrics=comp.metrics, info=info)
 
 
 def resolved_dict(recipe: Recipe) -> dict:

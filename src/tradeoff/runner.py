@@ -9,10 +9,10 @@ import yaml
 
 from .api import make_tracker
 from .recipe import Recipe, RecipeError, build_workload, load_recipe, resolved_dict
-from .search.algorithms.base import make_algorithm
-from .search.front import Front
-from .search.objectives import parse_constraints, parse_objectives
-from .search.study import Study, StudySpec, run_dir_for
+from .engine.algorithms.base import make_algorithm
+from .engine.front import Front
+from .engine.objectives import parse_constraints, parse_objectives
+from .engine.study import Study, StudySpec, run_dir_for
 
 
 def _tracker(recipe: Recipe):
@@ -23,7 +23,7 @@ def _tracker(recipe: Recipe):
 
 
 def _executor(recipe: Recipe):
-    from .search.executors import make_executor
+    from .engine.executors import make_executor
 
     s = recipe.search
     return make_executor(s.executor, **({"workers": s.workers} if s.executor == "threads" else {}))
@@ -58,7 +58,7 @@ def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tu
     run_dir = run_dir_for(run_id)
     if not (run_dir / "study.json").exists():
         try:
-            from .tracking.mlflow_ import download_checkpoint
+            from .tracking.mlflow import download_checkpoint
 
             download_checkpoint(run_id, run_dir, uri)
         except Exception as e:  # noqa: BLE001 - report what is missing, not a traceback

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from tradeoff.search.study import TrialError
+from tradeoff.engine.study import TrialError
 from tradeoff.workloads import Workload, make_workload
 
 

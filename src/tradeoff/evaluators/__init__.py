@@ -12,8 +12,8 @@ import contextlib
 import importlib
 from typing import Any, Callable, Iterator, Mapping
 
-from ..registry import Registry, import_from
-from ..search.trial import TrialError
+from ..core.registry import Registry, import_from
+from ..core.trial import TrialError
 
 
 class Evaluator:
@@ -40,7 +40,7 @@ def trial_error(what: str) -> Iterator[None]:
         raise TrialError(f"{what}: {e}") from e
 
 
-_LAZY = {"Latency": "latency", "Size": "size", "Complexity": "complexity", "FromCallable": "callable_",
+_LAZY = {"Latency": "latency", "Size": "size", "Complexity": "complexity", "FromCallable": "callables",
          "count_graph": "complexity"}
 EVALUATORS = Registry("evaluator", __name__, sorted(set(_LAZY.values())))
 register_evaluator = EVALUATORS.register
@@ -54,7 +54,7 @@ def make_evaluator(name: str, **options: Any) -> Evaluator:
     """A built-in evaluator by name (``latency``, ``size``, ``complexity``, ``callable``), or
     ``python: pkg.module:function`` for a user's function ``fn(artifact, context) -> dict``."""
     if name.startswith("python:"):
-        from .callable_ import FromCallable
+        from .callables import FromCallable
 
         target = name[len("python:"):].strip()
         return FromCallable(import_from(target), options.pop("name", target.partition(":")[2]), **options)

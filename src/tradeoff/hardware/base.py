@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..registry import Registry
+from ..core.registry import Registry
 from .cache import MeasurementCache, measurement_key
 from .locks import device_lock
 from .timing import LatencyStats, TimingPolicy, time_callable
@@ -155,7 +155,7 @@ class Target:
         return stats
 
 
-RUNTIMES = Registry("runtime", __package__, {"ort": "ort", "tvm": "tvm_", "tvm-rpc": "tvm_rpc", "torch": "torch_"})
+RUNTIMES = Registry("runtime", __package__, {"ort": "ort", "tvm": "tvm", "tvm-rpc": "tvm_rpc", "torch": "torch"})
 register_target = RUNTIMES.register
 
 

@@ -24,7 +24,7 @@ def measurement_key(artifact_digest: str, target: str, settings: dict[str, Any])
 class MeasurementCache:
     def __init__(self, path: str | Path | None = None):
         if path is None:
-            from ..paths import tradeoff_home
+            from ..core.paths import tradeoff_home
 
             path = tradeoff_home() / "measurements.sqlite"
         self.path = Path(path)

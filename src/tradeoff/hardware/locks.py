@@ -13,7 +13,7 @@ _GUARD = threading.Lock()
 
 
 def _lock_dir() -> Path:
-    from ..paths import tradeoff_home
+    from ..core.paths import tradeoff_home
 
     d = tradeoff_home() / "locks"
     d.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .base import TargetError, register_target
-from .tvm_ import TvmTarget, _tvm, device_type, load_and_check, target_hash
+from .tvm import TvmTarget, _tvm, device_type, load_and_check, target_hash
 
 
 def parse_tracker(url: str) -> tuple[str, int, str]:

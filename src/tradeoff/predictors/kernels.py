@@ -327,7 +327,7 @@ class KernelTable:
         if getattr(target, "cache", None) is not None:
             root = Path(target.cache.path).parent
         else:
-            from ..paths import tradeoff_home
+            from ..core.paths import tradeoff_home
 
             root = tradeoff_home()
         settings = {**target.describe(), "kernel_timing": timing}

@@ -353,20 +353,17 @@ def sample_architectures(space, n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def calibrate(target, space=None, n_train: int = 60, n_test: int = 40, seed: int = 0,
+def calibrate(target, space, n_train: int = 60, n_test: int = 40, seed: int = 0,
               predictors: Sequence[str] = ("lut", "kernel-rf", "model"), n_extra: int = 0,
               table: KernelTable | None = None, retest: int = 0, stat: str = "median_ms",
               log=None) -> CalibrationReport:
-    """Measure sampled ConvNets on ``target``, fit each predictor on ``n_train``, score it on ``n_test`` unseen ones.
+    """Measure architectures sampled from ``space`` (a space that can ``build`` models) on ``target``, fit each predictor on ``n_train``, score it on ``n_test`` unseen ones.
 
     ``retest`` held-out models are timed a second time (cache bypassed): how often the device
     reproduces its own figure within ±10% is the ceiling any predictor is judged against.
     """
-    from ..workloads.convnets import convnet_space
-
     if stat not in STATS:
         raise ValueError(f"stat {stat!r} is not one of {', '.join(STATS)}")
-    space = space or convnet_space()
     t_start = time.perf_counter()
     configs = sample_architectures(space, n_train + n_test + n_extra, seed)
     models, stats, t_build, t_measure = [], [], 0.0, 0.0

@@ -13,8 +13,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..search.front import Front
-from ..search.trial import Trial
+from ..engine.front import Front
+from ..core.trial import Trial
 
 FRONT = "#1f6fb4"
 DOMINATED = "#a9a9a9"

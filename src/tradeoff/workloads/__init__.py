@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..registry import Registry, import_from
+from ..core.registry import Registry, import_from
 from ..spaces.space import Config, Space
 
 

@@ -198,13 +198,8 @@ def make_convnet_latency(target: Mapping[str, Any] | None = None, **space_option
 
 
 def _complexity(artifact) -> dict[str, float]:
-    """MACs and params of the deployed graph (the evaluators' count; the kernel parser's where that is absent)."""
-    try:
-        from ..evaluators.complexity import Complexity
-    except ImportError:
-        from ..predictors.latency import model_summary
+    """MACs and params of the deployed graph, as the complexity evaluator counts them."""
+    from ..evaluators.complexity import Complexity
 
-        s = model_summary(artifact)
-        return {"macs_m": s["macs"] / 1e6, "params_m": s["params"] / 1e6}
     out = Complexity()(artifact)
     return {"macs_m": out["macs_m"], "params_m": out["params_m"]}

@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..search.front import nondominated_mask
-from ..search.study import TrialError
+from ..core.pareto import nondominated_mask
+from ..core.trial import TrialError
 from ..spaces.params import Choice
 from ..spaces.space import Space
 from . import Workload, register_workload

@@ -26,9 +26,9 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ..search.front import Front
-from ..search.study import load_trials, run_dir_for
-from ..search.trial import Trial
+from ..engine.front import Front
+from ..engine.study import load_trials, run_dir_for
+from ..core.trial import Trial
 
 LONG_VALUE = 250            # a config value longer than this is summarised in params, kept whole in config.json
 PARAM_LIMIT = 6000          # MLflow's limits on one param / tag value and on one log_batch

@@ -453,7 +453,7 @@ class TvmTarget(Target):
         if int(tune) > 0 and tgt["kind"] == "llvm":
             tgt.setdefault("num-cores", int(threads))  # MetaSchedule's CPU rules require it
         if int(tune) > 0 and tune_dir is None:
-            from ..search.study import tradeoff_home
+            from ..core.paths import tradeoff_home
 
             tune_dir = str(tradeoff_home() / "tvm_tuning" / self._tune_dir_name(tgt, settings))
         # the time limit changes no figure, so it stays out of describe() and the cache key

@@ -12,7 +12,7 @@ Result = tuple[str, dict, Any, "str | None", float]   # key, config, output, fai
 
 
 def _reason(exc: BaseException) -> str:
-    from .trial import TrialError
+    from ..core.trial import TrialError
 
     if isinstance(exc, TrialError):  # the evaluator's own words are the reason
         return str(exc).strip() or "TrialError"

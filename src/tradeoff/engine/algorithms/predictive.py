@@ -172,7 +172,7 @@ class Predictive(Algorithm):
 
     def _inner_search(self, models):
         """NSGA-II on the predictors' optimistic values; its whole archive is the candidate pool."""
-        from .pymoo_ import NSGA2
+        from .pymoo import NSGA2
 
         inner = NSGA2(pop_size=100)
         inner.setup(self.space, self.n_objectives, 0, int(self.rng.integers(2**31)), budget=None)

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...registry import Registry
+from ...core.registry import Registry
 from ...spaces.space import Config, Space
 
 
@@ -41,10 +41,10 @@ class Algorithm:
 
 # name -> adapter module; a library is imported only when one of its algorithms is used
 ALGORITHMS = Registry("algorithm", __package__, {
-    "random": "random_", "predictive": "predictive",
-    "nsga2": "pymoo_", "nsga3": "pymoo_", "agemoea": "pymoo_", "smsemoa": "pymoo_",
-    "optuna-nsga2": "optuna_", "motpe": "optuna_", "optuna-gp": "optuna_",
-    "ng": "nevergrad_",
+    "random": "random", "predictive": "predictive",
+    "nsga2": "pymoo", "nsga3": "pymoo", "agemoea": "pymoo", "smsemoa": "pymoo",
+    "optuna-nsga2": "optuna", "motpe": "optuna", "optuna-gp": "optuna",
+    "ng": "nevergrad",
 })
 register = ALGORITHMS.register
 

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from ...spaces.params import Choice, Float, Int, Mask
 from ...spaces.space import Config
 from .base import Algorithm, register
-from .pymoo_ import default_pop_size
+from .pymoo import default_pop_size
 
 BIG_VIOLATION = 1e6  # stands in for an infinite violation (a missing metric): GPs need finite numbers
 

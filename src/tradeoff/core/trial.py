@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
 
 class TrialError(Exception):
     """Raised by an evaluator for a bad candidate; the trial is recorded as failed with this message."""
 
 
-COMPLETE = "complete"
-FAILED = "failed"
+class TrialState(enum.StrEnum):
+    """What became of a trial. A string enum, so logs and MLflow keep the plain words."""
+
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+COMPLETE = TrialState.COMPLETE
+FAILED = TrialState.FAILED
 
 
 @dataclass
@@ -19,12 +28,15 @@ class Trial:
     number: int
     key: str
     config: dict[str, Any]          # JSON form (space.to_json) so it survives files and MLflow
-    state: str = COMPLETE
+    state: TrialState = COMPLETE
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None       # why a failed trial failed
     feasible: bool = True           # all constraints satisfied
     duration_s: float = 0.0
     batch: int = 0
+
+    def __post_init__(self):
+        self.state = TrialState(self.state)
 
     @property
     def ok(self) -> bool:

@@ -21,14 +21,14 @@ from typing import Any, Callable, Mapping
 import cloudpickle
 import numpy as np
 
-from ..paths import run_dir_for, tradeoff_home  # noqa: F401  (re-exported)
+from ..core.paths import run_dir_for, tradeoff_home  # noqa: F401  (re-exported)
 from ..spaces.space import Config, Space
 from .algorithms.base import Algorithm, make_algorithm
 from .executors import Executor, make_executor
 from .front import Front
 from .objectives import Constraint, Objective, minimised, violations
 from .progress import Progress
-from .trial import COMPLETE, FAILED, Trial, TrialError  # noqa: F401  (TrialError re-exported)
+from ..core.trial import COMPLETE, FAILED, Trial, TrialError  # noqa: F401  (TrialError re-exported)
 
 MAX_IDLE_BATCHES = 25  # consecutive batches with nothing new: the space (or algorithm) is exhausted
 
