@@ -26,6 +26,9 @@ class Workload:
     # cost metrics (latency on the recipe's targets, size, MACs) are added by tradeoff.compose
     materialize: Callable[[Config], Any] | None = None
     evaluators: list = field(default_factory=list)
+    # named reference points of the field (fp32, int8, FORA N=2, ...): configs of ``space``, evaluated
+    # like any trial, tagged as baselines, drawn on the front plot, and usable as seeds
+    baselines: dict[str, Config] = field(default_factory=dict)
 
 
 WORKLOADS = Registry("workload", __name__, ["convnets", "function", "nasbench_graph", "problems", "table"])
