@@ -152,3 +152,56 @@ def test_gpu_check_says_no_cuda_device_and_exits_0():
                        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no CUDA device" in r.stdout
+
+
+def _kernel_macs(onnx_bytes: bytes) -> int:
+    from tradeoff.predictors.kernels import parse_kernels
+
+    return sum(k.macs for k in parse_kernels(onnx_bytes) if k.op in ("conv", "dwconv", "fc"))  # others: work, not MACs
+
+
+def test_kernel_table_and_complexity_count_the_same_macs(tmp_path):
+    """One graph walker: the kernels a latency predictor sums hold the MACs the objective reports."""
+    import torchvision
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    r18 = Artifact("resnet18", (torch.randn(1, 3, 64, 64),), module=torchvision.models.resnet18(num_classes=10).eval())
+    assert _kernel_macs(r18.onnx_bytes()) == pytest.approx(Complexity()(r18)["macs_m"] * 1e6, abs=0.5)
+
+    art = cnn()
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    src.write_bytes(art.onnx_bytes())
+    quantize_static(str(src), str(dst), _calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+    q = Artifact("cnn-int8", art.example_inputs, onnx=dst.read_bytes())
+    macs = Complexity()(q)["macs_m"] * 1e6
+    assert macs == cnn_macs(16, 16)
+    assert _kernel_macs(q.onnx_bytes()) == pytest.approx(macs, abs=0.5)
+
+
+def test_weight_aliases_count_once_and_isolate_as_constants():
+    """torchvision-style exports alias weights through Identity: a kernel cut out takes them as constants."""
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from tradeoff.predictors.kernels import isolate, parse_kernels
+
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Identity", ["w"], ["w_alias"]),
+             helper.make_node("Conv", ["x", "w_alias"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["y", "w2_alias"], ["z"], pads=[1, 1, 1, 1]),
+             helper.make_node("Identity", ["w2"], ["w2_alias"])]
+    w2 = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "w2")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, 4, 8, 8])], [w, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    c = count_graph(model, [(1, 3, 8, 8)])
+    assert c.params == 4 * 3 * 9 + 4 * 4 * 9
+    assert c.macs == 64 * 4 * 27 + 64 * 4 * 36
+    convs = [k for k in parse_kernels(model.SerializeToString()) if k.op == "conv"]
+    assert [k.params for k in convs] == [4 * 3 * 9, 4 * 4 * 9]
+    for k in convs:
+        blob, feeds = isolate(model.SerializeToString(), k)
+        sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+        assert len(sess.get_inputs()) == 1   # the alias is a constant of the kernel, not an input
+        assert sess.run(None, {sess.get_inputs()[0].name: feeds[0]})[0].shape == (1, 4, 8, 8)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..hardware.onnx_graph import Graph, Unknown, inferred, node_macs
+
 FREE_OPS = {"Constant", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Shape", "Dropout"}
 ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"}   # fused into Conv / Gemm by ORT
 BINARY = {"Add", "Sub", "Mul", "Div", "Sum"}
@@ -77,73 +79,13 @@ class Kernel:
                 + (f" k{f['k']} s{f['stride']} g{f['groups']}" if self.op in ("conv", "dwconv", "pool") else ""))
 
 
-def _load(model) -> Any:
-    import onnx
-
-    if isinstance(model, (bytes, bytearray)):
-        model = onnx.load_from_string(bytes(model))
-    return onnx.shape_inference.infer_shapes(model)
+def _graph(model) -> Graph:
+    """The shared ONNX reading (shapes inferred with free dims at 1, weight aliases resolved)."""
+    return model if isinstance(model, Graph) else Graph(inferred(model))
 
 
-def _shape_of(vi) -> tuple[int, ...] | None:
-    t = vi.type.tensor_type
-    if not t.HasField("shape"):
-        return None
-    return tuple(int(d.dim_value) if d.HasField("dim_value") else 1 for d in t.shape.dim)   # symbolic batch -> 1
-
-
-class _Graph:
-    """Shapes, initializers, producers and consumers of one ONNX graph."""
-
-    def __init__(self, model):
-        import onnx
-
-        self.model = _load(model)
-        g = self.model.graph
-        self.nodes = list(g.node)
-        self.inits = {i.name: i for i in g.initializer}
-        self.shapes: dict[str, tuple[int, ...]] = {}
-        self.types: dict[str, int] = {}
-        for vi in [*g.input, *g.value_info, *g.output]:
-            s = _shape_of(vi)
-            if s is not None:
-                self.shapes[vi.name] = s
-            self.types[vi.name] = vi.type.tensor_type.elem_type
-        for name, t in self.inits.items():
-            self.shapes[name] = tuple(int(d) for d in t.dims)
-        self.consts: dict[str, int] = {}
-        self.consumers: dict[str, list[int]] = defaultdict(list)
-        for i, n in enumerate(self.nodes):
-            if n.op_type == "Constant":
-                self.consts[n.output[0]] = i
-                val = onnx.helper.get_attribute_value(n.attribute[0])
-                if hasattr(val, "dims"):
-                    self.shapes[n.output[0]] = tuple(int(d) for d in val.dims)
-            for t in n.input:
-                if t:
-                    self.consumers[t].append(i)
-        self.outputs = {o.name for o in g.output}
-
-    def is_const(self, name: str) -> bool:
-        return name in self.inits or name in self.consts
-
-    def sole_consumer(self, tensor: str) -> int | None:
-        c = self.consumers.get(tensor, [])
-        return c[0] if len(c) == 1 and tensor not in self.outputs else None
-
-    def activations_in(self, idx: list[int]) -> list[str]:
-        """Non-constant inputs of a node group that come from outside it, in order."""
-        inside = {o for i in idx for o in self.nodes[i].output}
-        seen, out = set(), []
-        for i in idx:
-            for t in self.nodes[i].input:
-                if t and t not in inside and not self.is_const(t) and t not in seen:
-                    seen.add(t)
-                    out.append(t)
-        return out
-
-    def numel(self, name: str) -> int:
-        return int(np.prod(self.shapes.get(name, (0,))))
+def _shape(g: Graph, name: str) -> tuple[int, ...]:
+    return tuple(g.shapes.get(name) or ())
 
 
 def _attrs(node) -> dict[str, Any]:
@@ -154,7 +96,7 @@ def _attrs(node) -> dict[str, Any]:
 
 def parse_kernels(model) -> list[Kernel]:
     """The kernels a fusing CPU runtime executes for ``model`` (ONNX bytes or ModelProto), in order."""
-    g = model if isinstance(model, _Graph) else _Graph(model)
+    g = _graph(model)
     used: set[int] = set()
     kernels: list[Kernel] = []
 
@@ -186,16 +128,15 @@ def parse_kernels(model) -> list[Kernel]:
         attrs: dict[str, Any] = {}
         macs = 0
         if op == "Conv":
-            w = g.shapes[node.input[1]]
-            x = g.shapes[node.input[0]]
+            w = _shape(g, node.input[1])
+            x = _shape(g, node.input[0])
             out = absorb(group, out, {"Add"}, residual_ok=True)
             out = absorb(group, out, ACTIVATIONS)
             groups = int(a.get("group", 1))
             k = tuple(int(v) for v in a.get("kernel_shape", w[2:]))
             attrs = {"k": k[0] if len(set(k)) == 1 else list(k), "stride": int(a.get("strides", [1])[0]),
                      "groups": groups, "pads": list(a.get("pads", [])), "dilations": list(a.get("dilations", []))}
-            y = g.shapes[node.output[0]]
-            macs = int(np.prod(y[1:])) * int(np.prod(w[1:]))
+            macs = _macs(g, node)
             kind = "dwconv" if groups > 1 and groups == x[1] else "conv"
         elif op in ("Gemm", "MatMul"):
             if op == "MatMul" and not g.is_const(node.input[1]):
@@ -203,10 +144,7 @@ def parse_kernels(model) -> list[Kernel]:
             else:
                 out = absorb(group, out, {"Add"})
                 out = absorb(group, out, ACTIVATIONS)
-                wshape = g.shapes[node.input[1]]
-                trans = int(a.get("transB", 0))
-                kin, nout = (wshape[1], wshape[0]) if trans else (wshape[0], wshape[1])
-                macs = g.numel(node.input[0]) // max(kin, 1) * kin * nout
+                macs = _macs(g, node)
                 kind = "fc"
         elif op in ("GlobalAveragePool", "GlobalMaxPool") or (
                 op == "ReduceMean" and len(g.shapes.get(node.input[0], ())) == 4):
@@ -225,12 +163,21 @@ def parse_kernels(model) -> list[Kernel]:
         else:
             kind = "other"
             attrs = {k: v for k, v in a.items() if isinstance(v, (int, float, str, bytes, list))}
-        ins = tuple(g.shapes.get(t, ()) for t in g.activations_in(group))
-        params = sum(g.numel(t) for j in group for t in g.nodes[j].input if t in g.inits)
-        kernels.append(Kernel(kind, tuple(g.nodes[j].op_type for j in group), ins, g.shapes.get(out, ()),
+        ins = tuple(_shape(g, t) for t in g.activations_in(group))
+        params = sum(g.numel(t) for t in dict.fromkeys(g.source(t) for j in group for t in g.nodes[j].input)
+                     if t in g.inits)
+        kernels.append(Kernel(kind, tuple(g.nodes[j].op_type for j in group), ins, _shape(g, out),
                               tuple(sorted((k, str(v) if isinstance(v, bytes) else v) for k, v in attrs.items())),
                               int(macs), int(params), tuple(group)))
     return kernels
+
+
+def _macs(g: Graph, node) -> int:
+    """MACs by the shared rules (the complexity evaluator's); 0 where shapes are unknown."""
+    try:
+        return int(node_macs(g, node)[0])
+    except Unknown:
+        return 0
 
 
 def isolate(model, kernel: Kernel, seed: int = 0) -> tuple[bytes, list[np.ndarray]]:
@@ -238,30 +185,30 @@ def isolate(model, kernel: Kernel, seed: int = 0) -> tuple[bytes, list[np.ndarra
     import onnx
     from onnx import helper, numpy_helper
 
-    g = model if isinstance(model, _Graph) else _Graph(model)
+    g = _graph(model)
     nodes = [g.nodes[i] for i in kernel.index]
     inside = {o for n in nodes for o in n.output}
     rng = np.random.default_rng(seed)
-    inits, consts, inputs, feeds = [], [], [], []
+    inits, inputs, feeds = [], [], []
     for name in dict.fromkeys(t for n in nodes for t in n.input if t and t not in inside):
-        if name in g.inits:
-            t = g.inits[name]
-            arr = numpy_helper.to_array(t)
-            if arr.dtype == np.float32:
+        if g.is_const(name):   # an initializer, a Constant, or an alias of one: a constant of the kernel
+            src = g.source(name)
+            tensor = g.inits[src] if src in g.inits else next(
+                a.t for a in g.nodes[g.const_nodes[src]].attribute if a.name == "value")
+            arr = numpy_helper.to_array(tensor)
+            if arr.dtype == np.float32 and arr.size > 1:
                 arr = (rng.standard_normal(arr.shape) * 0.1).astype(np.float32)
             inits.append(numpy_helper.from_array(arr, name))
-        elif name in g.consts:
-            consts.append(g.nodes[g.consts[name]])
         else:
-            shape, elem = g.shapes[name], g.types.get(name) or onnx.TensorProto.FLOAT
+            shape, elem = _shape(g, name), g.types.get(name) or onnx.TensorProto.FLOAT
             inputs.append(helper.make_tensor_value_info(name, elem, list(shape)))
             dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
             feeds.append(rng.standard_normal(shape).astype(dtype) if np.issubdtype(dtype, np.floating)
                          else np.zeros(shape, dtype))
     out = nodes[-1].output[0]
     outputs = [helper.make_tensor_value_info(out, g.types.get(out) or onnx.TensorProto.FLOAT,
-                                             list(g.shapes.get(out, ())) or None)]
-    graph = helper.make_graph([*consts, *nodes], f"kernel_{kernel.key}", inputs, outputs, inits)
+                                             list(_shape(g, out)) or None)]
+    graph = helper.make_graph(nodes, f"kernel_{kernel.key}", inputs, outputs, inits)
     m = helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
     return m.SerializeToString(), feeds
 
@@ -366,7 +313,7 @@ class KernelTable:
     def ms(self, kernel: Kernel) -> float:
         return float(self.entries[kernel.key][self.stat])
 
-    def _time(self, graph: "_Graph", kernel: Kernel):
+    def _time(self, graph: Graph, kernel: Kernel):
         from ..hardware.base import Artifact
 
         onnx_bytes, feeds = isolate(graph, kernel)
@@ -385,7 +332,7 @@ class KernelTable:
                 continue
             if not measure:
                 raise KeyError(f"kernel {k.describe()} is not in the table {self.path.name}")
-            graph = graph or _Graph(artifact.onnx_bytes())
+            graph = graph or _graph(artifact.onnx_bytes())
             t0 = time.perf_counter()
             stats = self._time(graph, k)
             self.seconds += time.perf_counter() - t0
