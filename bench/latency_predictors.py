@@ -20,6 +20,20 @@ from pathlib import Path
 PREDICTORS = ("lut", "lut-constant", "lut-wall", "kernel-rf", "kernel-gbm", "model", "model-rf")
 
 
+def quality_on_precise(rep, rel_ci: float) -> dict:
+    """The same scores on the held-out models whose own measurement is precise (CI within the policy's)."""
+    import numpy as np
+
+    from tradeoff.predictors.quality import quality
+
+    n_train = rep.summary["n_train"]
+    y = np.array(rep.summary["held_out"]["measured_ms"])
+    precise = np.array(rep.summary["models"]["ci_rel"][n_train:]) <= rel_ci + 1e-9
+    if precise.sum() < 3:
+        return {}
+    return {n: quality(y[precise], p.last_predictions[precise]) for n, p in rep.predictors.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=60)
@@ -34,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from tradeoff.hardware.base import make_target
-    from tradeoff.predictors.latency import calibrate
+    from tradeoff.predictors.calibration import calibrate
     from tradeoff.workloads.convnets import convnet_space
 
     target = make_target("ort", threads=args.threads, timing=json.loads(args.timing))
@@ -44,6 +58,7 @@ def main() -> None:
                     log=lambda m: print(m, flush=True))
     d = rep.to_dict()
     d["wall_s"] = time.perf_counter() - t0
+    d["quality_precise"] = quality_on_precise(rep, target.policy.rel_ci)
     m, r = d["models"], d.get("repeatability", {})
     print(f"\n{target.describe()['device']}, ORT threads={args.threads}, stat={args.stat}, "
           f"policy={json.loads(args.timing)}; {args.train} train / {args.test} held-out models, "

@@ -6,7 +6,7 @@
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from .core.version import __version__  # noqa: F401
 
 _EXPORTS = {
     "search": ".api",

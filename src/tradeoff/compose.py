@@ -133,7 +133,8 @@ PREDICTOR_OPTIONS = ("kind", "min_within_10pct", "min_kendall_tau", "train", "te
 def _predicted_latency(wl: Workload, request: LatencyRequest, target):
     """A latency predictor calibrated on this target from the workload's own architectures; the
     evaluator refuses to exist (a recipe error naming the figures) unless its held-out accuracy passes."""
-    from .predictors.latency import PredictedLatency, calibrate
+    from .evaluators.predicted_latency import PredictedLatency
+    from .predictors.calibration import calibrate
 
     opts = dict(request.predictor)
     unknown = sorted(set(opts) - set(PREDICTOR_OPTIONS))

@@ -11,6 +11,7 @@ import gc
 import os
 import signal
 import socket
+import threading
 import subprocess
 import sys
 import tempfile
@@ -38,11 +39,10 @@ def request_remote(host: str, port: int, key: str, priority: int = 1, timeout_s:
     from tvm import rpc
 
     check_reachable(host, port)
-    tracker = rpc.connect_tracker(host, port)
+    with socket_timeout(timeout_s):  # the tracker session's socket takes the deadline when it is made
+        tracker = rpc.connect_tracker(host, port)
     try:
-        # TrackerSession.request blocks until the tracker hands out a server; its socket is the only
-        # place a deadline can go (a private attribute in TVM 0.27).
-        tracker._sock.settimeout(timeout_s)
+        # TrackerSession.request blocks until the tracker hands out a server (or the deadline passes)
         return tracker.request(key, priority=priority, session_timeout=session_timeout_s, max_retry=1)
     except (RuntimeError, OSError) as e:
         if "timed out" in str(e):
@@ -52,6 +52,21 @@ def request_remote(host: str, port: int, key: str, priority: int = 1, timeout_s:
         raise TargetError(f"tvm-rpc: cannot get a {key!r} device from {host}:{port}: {str(e)[:300]}") from None
     finally:
         tracker.close()
+
+
+_TIMEOUT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def socket_timeout(seconds: float):
+    """Sockets made inside get ``seconds`` as their timeout (TVM's tracker client sets none of its own)."""
+    with _TIMEOUT_LOCK:
+        before = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(seconds)
+        try:
+            yield
+        finally:
+            socket.setdefaulttimeout(before)
 
 
 def check_reachable(host: str, port: int) -> None:
@@ -65,9 +80,9 @@ def _tracker_keys(host: str, port: int) -> list[str]:
     from tvm import rpc
 
     with contextlib.suppress(Exception):
-        t = rpc.connect_tracker(host, port)
+        with socket_timeout(5):
+            t = rpc.connect_tracker(host, port)
         try:
-            t._sock.settimeout(5)
             queue = t.summary().get("queue_info", {})
             return [f"{k} ({v.get('free', 0)} free)" for k, v in sorted(queue.items())]
         finally:

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -21,20 +21,19 @@ weights here, i.e. the ~40 GB/s they stream at). Timed by wall clock (``"wall"``
 the correction also learns a cost per element of the activations entering and leaving each
 kernel (``"boundary"``); ``"constant"`` is the plain FBNet sum plus a constant.
 
-A predictor is only as good as its held-out accuracy; ``PredictedLatency`` refuses to stand
-in for measurement unless that accuracy reaches the recipe's thresholds.
+A predictor is only as good as its held-out accuracy (``calibration.calibrate`` measures it);
+the ``PredictedLatency`` evaluator refuses to stand in for measurement unless it is good enough.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-from .kernels import FEATURES, KERNEL_TYPES, STATS, Kernel, KernelTable, model_kernels
+from .kernels import FEATURES, KERNEL_TYPES, Kernel, KernelTable, model_kernels
 from .quality import quality
 
 Measured = Sequence[tuple[Any, float]]   # (artifact, measured latency in ms)
@@ -276,174 +275,3 @@ class ModelRegressor(LatencyPredictor):
         if self.regressor == "linear":
             return max(float(np.r_[x, 1.0] @ self.coef), 1e-6)
         return float(math.exp(self.model.predict(np.log1p(x)[None])[0][0]))
-
-
-# -- the gate ----------------------------------------------------------------------------------
-
-def _pct(v: float) -> str:
-    """82.5% as 82.5%, 95% as 95%: a refusal never reads as if the figure met the bar."""
-    return f"{100 * v:.1f}".rstrip("0").rstrip(".") + "%"
-
-
-class PredictedLatency:
-    """An evaluator that predicts latency instead of timing, and refuses to unless the predictor is good enough."""
-
-    def __init__(self, predictor: LatencyPredictor, min_within_10pct: float = 0.95, min_kendall_tau: float = 0.9,
-                 metric: str = "latency_ms"):
-        self.predictor, self.metric = predictor, metric
-        self.min_within_10pct, self.min_kendall_tau = float(min_within_10pct), float(min_kendall_tau)
-        self.name = f"predicted-{metric}"
-        self.directions = {metric: "minimize"}
-        self.check()
-
-    def shortfalls(self) -> list[str]:
-        q = self.predictor.quality
-        if not q:
-            return [f"latency predictor {self.predictor.name}: not evaluated on held-out models; calibrate it first"]
-        n, out = int(q.get("n", 0)), []
-        if q["within_10pct"] < self.min_within_10pct:
-            out.append(f"latency predictor {self.predictor.name}: {_pct(q['within_10pct'])} within ±10% on {n} "
-                       f"held-out models, the recipe requires {_pct(self.min_within_10pct)}")
-        if q["kendall_tau"] < self.min_kendall_tau:
-            out.append(f"latency predictor {self.predictor.name}: Kendall τ {q['kendall_tau']:.2f} on {n} "
-                       f"held-out models, the recipe requires {self.min_kendall_tau:.2f}")
-        return out
-
-    def check(self) -> None:
-        short = self.shortfalls()
-        if short:
-            raise ValueError("; ".join(short) + " (measure latency instead, or calibrate on more models)")
-
-    def __call__(self, artifact, context: Any = None) -> dict[str, float]:
-        self.check()
-        return {self.metric: float(self.predictor.predict(artifact)), "latency_predicted": 1.0}
-
-
-# -- calibration -------------------------------------------------------------------------------
-
-@dataclass
-class CalibrationReport:
-    """Held-out accuracy of each predictor on one target, with what the calibration cost."""
-
-    target: dict[str, Any]
-    predictors: dict[str, LatencyPredictor]
-    summary: dict[str, Any] = field(default_factory=dict)
-    train: list = field(default_factory=list)
-    test: list = field(default_factory=list)
-
-    def quality(self) -> dict[str, dict[str, float]]:
-        return {n: dict(p.quality or {}) for n, p in self.predictors.items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, **self.summary, "quality": self.quality()}
-
-
-def sample_architectures(space, n: int, seed: int = 0) -> list[dict]:
-    """``n`` distinct configs of ``space`` (by key), reproducibly."""
-    rng = np.random.default_rng(seed)
-    seen, out = set(), []
-    for _ in range(n * 50):
-        c = space.sample(rng)
-        k = space.key(c)
-        if k not in seen:
-            seen.add(k)
-            out.append(c)
-            if len(out) == n:
-                break
-    return out
-
-
-def calibrate(target, space, n_train: int = 60, n_test: int = 40, seed: int = 0,
-              predictors: Sequence[str] = ("lut", "kernel-rf", "model"), n_extra: int = 0,
-              table: KernelTable | None = None, retest: int = 0, stat: str = "median_ms",
-              log=None) -> CalibrationReport:
-    """Measure architectures sampled from ``space`` (a space that can ``build`` models) on ``target``, fit each predictor on ``n_train``, score it on ``n_test`` unseen ones.
-
-    ``retest`` held-out models are timed a second time (cache bypassed): how often the device
-    reproduces its own figure within ±10% is the ceiling any predictor is judged against.
-    """
-    if stat not in STATS:
-        raise ValueError(f"stat {stat!r} is not one of {', '.join(STATS)}")
-    t_start = time.perf_counter()
-    configs = sample_architectures(space, n_train + n_test + n_extra, seed)
-    models, stats, t_build, t_measure = [], [], 0.0, 0.0
-    for i, c in enumerate(configs[:n_train + n_test]):
-        t0 = time.perf_counter()
-        art = space.build(c)
-        art.onnx_bytes()
-        t_build += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        st = target.measure(art)
-        t_measure += time.perf_counter() - t0
-        models.append((art, float(getattr(st, stat))))
-        stats.append(st)
-        if log:
-            log(f"model {i + 1}/{n_train + n_test}: {st.median_ms:.3f} ms ±{st.ci_rel:.1%}")
-    extra = [space.build(c) for c in configs[n_train + n_test:]]
-    train, test = models[:n_train], models[n_train:]
-    table = table if table is not None else KernelTable(target, stat=stat)
-    if table.stat != stat:
-        raise ValueError(f"the kernel table holds {table.stat}, the calibration measures {stat}")
-    tables = {table.timing: table}
-
-    def wall() -> KernelTable:
-        return tables.setdefault("wall", KernelTable(target, stat=stat, timing="wall"))
-
-    makers = {"lut": lambda: LookupTable(target, table),
-              "lut-constant": lambda: LookupTable(target, table, correction="constant", name="lut-constant"),
-              "lut-wall": lambda: LookupTable(target, wall(), name="lut-wall"),
-              "kernel-rf": lambda: KernelRegressor(target, table, "rf", extra=extra),
-              "kernel-gbm": lambda: KernelRegressor(target, table, "gbm", extra=extra, name="kernel-gbm"),
-              "model": lambda: ModelRegressor("linear"),
-              "model-rf": lambda: ModelRegressor("rf", seed=seed, name="model-rf")}
-    fitted, timings = {}, {}
-    for name in predictors:
-        if name not in makers:
-            raise ValueError(f"predictor {name!r} is not one of {', '.join(makers)}")
-        p = makers[name]()
-        tab = getattr(p, "table", table)
-        t0, k0, m0 = time.perf_counter(), tab.seconds, tab.measured
-        p.fit(train)
-        t_fit = time.perf_counter() - t0
-        k1, m1 = tab.seconds, tab.measured
-        p.evaluate(test)
-        timings[name] = {"fit_s": t_fit, "kernel_timing_s": tab.seconds - k0, "kernels_timed_fit": m1 - m0,
-                         "kernels_timed_predict": tab.measured - m1, "evaluate_s": p.quality["predict_s"]}
-        fitted[name] = p
-        if log:
-            q = p.quality
-            log(f"{name}: {q['within_10pct']:.0%} within ±10%, MAPE {q['mape']:.1%}, τ {q['kendall_tau']:.3f}")
-    ci = np.array([s.ci_rel for s in stats])
-    y = np.array([ms for _, ms in models])
-    summary = {
-        "n_train": n_train, "n_test": n_test, "n_extra": n_extra, "seed": seed, "stat": stat,
-        "policy": dict(target.policy.__dict__),
-        "models": {"min_ms": float(y.min()), "median_ms": float(np.median(y)), "max_ms": float(y.max()),
-                   "ci_rel_median": float(np.median(ci)), "ci_rel_p90": float(np.percentile(ci, 90)),
-                   "noisy_share": float(np.mean([s.noisy for s in stats])),
-                   "load_per_core_median": float(np.median([getattr(s, "load", 0.0) for s in stats])),
-                   "cached_share": float(np.mean([s.cached for s in stats])), "ci_rel": ci.tolist()},
-        "kernels": {t.timing: {"in_table": len(t), "timed_now": t.measured, "timing_s": t.seconds,
-                               "table": str(t.path)} for t in tables.values()},
-        "seconds": {"total": time.perf_counter() - t_start, "build_export": t_build, "measure_models": t_measure},
-        "predictor_costs": timings,
-        "held_out": {"measured_ms": y[n_train:].tolist(), "ci_rel": ci[n_train:].tolist(),
-                     **{n: p.last_predictions.tolist() for n, p in fitted.items()}},
-    }
-    if retest:
-        import copy
-
-        fresh = copy.copy(target)
-        fresh.cache = None
-        again = np.array([float(getattr(fresh.measure(a), stat)) for a, _ in test[:retest]])
-        first = y[n_train:n_train + len(again)]
-        rel = np.abs(again - first) / first
-        summary["repeatability"] = {"n": len(again), "within_10pct": float(np.mean(rel <= 0.10)),
-                                    "mape": float(rel.mean()), "max_rel": float(rel.max())}
-    summary["seconds"]["total"] = time.perf_counter() - t_start
-    # the same scores on the held-out models whose own measurement is precise (median's CI within the policy's)
-    precise = ci[n_train:] <= target.policy.rel_ci + 1e-9
-    if precise.sum() >= 3:
-        summary["quality_precise"] = {n: quality(y[n_train:][precise], p.last_predictions[precise])
-                                      for n, p in fitted.items()}
-    return CalibrationReport(target.describe(), fitted, summary, train, test)

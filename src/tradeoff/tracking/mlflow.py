@@ -323,7 +323,7 @@ def _version_tags() -> dict[str, str]:
             except metadata.PackageNotFoundError:
                 continue
     if "version.tradeoff" not in out:  # run from a source tree
-        from .. import __version__
+        from ..core.version import __version__
 
         out["version.tradeoff"] = __version__
     out["version.python"] = platform.python_version()
