@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from .core.protocols import BuildableSpace
 from .workloads import Workload
 
 SIZE_METRICS = ("size_mb", "size_bytes")
@@ -142,7 +143,7 @@ def _predicted_latency(wl: Workload, request: LatencyRequest, target):
         raise CompositionError(f"objectives.{request.metric}.predictor: unknown {', '.join(unknown)}; "
                                f"allowed: {', '.join(PREDICTOR_OPTIONS)}")
     kind = opts.get("kind", "lut")
-    if not hasattr(wl.space, "build"):
+    if not isinstance(wl.space, BuildableSpace):
         raise CompositionError(f"objectives.{request.metric}.predictor: workload {wl.name} cannot build "
                                f"calibration models; measure latency instead")
     report = calibrate(target, wl.space, n_train=int(opts.get("train", 60)), n_test=int(opts.get("test", 40)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import threading
 import time
 import traceback
@@ -49,9 +50,10 @@ def call_with_timeout(fn: Callable, config: dict, timeout: float | None) -> tupl
     return box.get("out"), None, dur
 
 
-class Executor:
+class Executor(abc.ABC):
     name = "executor"
 
+    @abc.abstractmethod
     def map(self, fn: Callable, items: list[tuple[str, dict]], timeout: float | None) -> Iterator[Result]:
         raise NotImplementedError
 

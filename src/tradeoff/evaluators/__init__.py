@@ -8,6 +8,7 @@ Built-ins are registered by name so a recipe can say ``latency`` or ``complexity
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import importlib
 from typing import Any, Callable, Iterator, Mapping
@@ -16,12 +17,13 @@ from ..core.registry import Registry, import_from
 from ..core.trial import TrialError
 
 
-class Evaluator:
+class Evaluator(abc.ABC):
     """A name, the metrics it reports with their natural direction, and ``__call__``."""
 
     name: str = "evaluator"
     directions: Mapping[str, str] = {}  # metric -> "minimize" | "maximize", for the metrics fit to be objectives
 
+    @abc.abstractmethod
     def __call__(self, artifact, context: Mapping[str, Any] | None = None) -> dict[str, float]:
         raise NotImplementedError
 

@@ -7,6 +7,7 @@ stores the result. A subclass only says how to compile and how to run once.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import io
@@ -107,7 +108,7 @@ def _module_fingerprint(module, example_inputs) -> bytes:
     return h.digest()
 
 
-class Target:
+class Target(abc.ABC):
     """A place to run and time a model. Subclasses implement ``device`` and ``_prepare``."""
 
     kind = "target"
@@ -121,6 +122,7 @@ class Target:
         self.cache = cache if isinstance(cache, MeasurementCache) else None  # (an empty cache is falsy)
 
     @property
+    @abc.abstractmethod
     def device(self) -> str:
         """A stable id of the device this target times on (part of the lock and the cache key)."""
         raise NotImplementedError
@@ -129,6 +131,7 @@ class Target:
         """Everything that changes a figure: recorded with each measurement and in its cache key."""
         return {"kind": self.kind, "device": self.device, **self.settings}
 
+    @abc.abstractmethod
     def _prepare(self, artifact: Artifact) -> tuple[Callable[[], Any], Callable | None]:
         """Compile; return (run once, optional timer(fn, number) -> ms per call)."""
         raise NotImplementedError

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core.protocols import BuildableSpace
 from .kernels import STATS, KernelTable
 from .latency import KernelRegressor, LatencyPredictor, LookupTable, ModelRegressor
 
@@ -49,7 +50,7 @@ def sample_architectures(space, n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def calibrate(target, space, n_train: int = 60, n_test: int = 40, seed: int = 0,
+def calibrate(target, space: BuildableSpace, n_train: int = 60, n_test: int = 40, seed: int = 0,
               predictors: Sequence[str] = ("lut", "kernel-rf", "model"), n_extra: int = 0,
               table: KernelTable | None = None, retest: int = 0, stat: str = "median_ms",
               log=None) -> CalibrationReport:

@@ -27,6 +27,7 @@ the ``PredictedLatency`` evaluator refuses to stand in for measurement unless it
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from typing import Any, Sequence
@@ -63,15 +64,17 @@ def model_summary(artifact) -> dict[str, float]:
 
 # -- predictors ------------------------------------------------------------------------------
 
-class LatencyPredictor:
+class LatencyPredictor(abc.ABC):
     """``fit`` on measured models, ``predict`` one artifact in ms, ``evaluate`` on held-out models."""
 
     name = "latency"
     quality: dict[str, float] | None = None
 
+    @abc.abstractmethod
     def fit(self, measured: Measured) -> "LatencyPredictor":
         raise NotImplementedError
 
+    @abc.abstractmethod
     def predict(self, artifact) -> float:
         raise NotImplementedError
 

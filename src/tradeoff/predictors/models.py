@@ -6,6 +6,7 @@ posterior) or from an ensemble of refits on bootstrap samples (ridge, boosting, 
 
 from __future__ import annotations
 
+import abc
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -13,12 +14,14 @@ from typing import Any, Callable
 import numpy as np
 
 
-class Predictor:
+class Predictor(abc.ABC):
     name = "predictor"
 
+    @abc.abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray) -> "Predictor":
         raise NotImplementedError
 
+    @abc.abstractmethod
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 

@@ -7,6 +7,7 @@ algorithms can vary it with the operator that fits its kind.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -27,26 +28,31 @@ def _plain(v: Any) -> Any:
     return v
 
 
-class Param:
+class Param(abc.ABC):
     """Base of all params; subclasses are small frozen dataclasses."""
 
     kind: str = "param"
 
     # -- sampling and checking -------------------------------------------------------------
+    @abc.abstractmethod
     def sample(self, rng: np.random.Generator) -> Any:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def validate(self, value: Any) -> Any:
         """Return the value in canonical form, or raise ValueError naming the domain."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def describe(self) -> str:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def default(self) -> Any:
         raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def cardinality(self) -> float:
         """Number of distinct values (math.inf for continuous domains)."""
         raise NotImplementedError
@@ -56,21 +62,26 @@ class Param:
     def n_features(self) -> int:
         return 1
 
+    @abc.abstractmethod
     def features(self, value: Any) -> np.ndarray:
         """Numeric features in [0, 1] for predictors."""
         raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def gene_kinds(self) -> tuple[str, ...]:
         raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def gene_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def to_genes(self, value: Any) -> np.ndarray:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def from_genes(self, genes: np.ndarray) -> Any:
         raise NotImplementedError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Callable
 
 import numpy as np
@@ -10,7 +11,7 @@ from ...core.registry import Registry
 from ...spaces.space import Config, Space
 
 
-class Algorithm:
+class Algorithm(abc.ABC):
     """Ask for configs, tell their minimised objective values (NaN rows: failed trials).
 
     ``violations`` holds one column per constraint, 0 where satisfied. Subclasses keep their
@@ -32,9 +33,11 @@ class Algorithm:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
 
+    @abc.abstractmethod
     def ask(self, n: int) -> list[Config]:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def tell(self, configs: list[Config], values: np.ndarray, violations: np.ndarray) -> None:
         raise NotImplementedError
 
