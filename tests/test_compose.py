@@ -86,3 +86,24 @@ def test_a_latency_predictor_is_refused_unless_its_held_out_accuracy_passes():
 
     m = wl.evaluate(wl.space.sample(np.random.default_rng(3)))
     assert m["latency_predicted"] == 1.0 and m["latency_ms"] > 0
+
+
+def test_python_api_searches_a_model_workload_on_its_targets(tmp_path, monkeypatch):
+    """Everything a recipe can say the API can: a model workload, measured on named targets."""
+    import tradeoff as to
+
+    monkeypatch.setenv("TRADEOFF_HOME", str(tmp_path))
+    wl = to.make_workload("convnet_latency", resolution=16)
+    fast = {"warmup": 2, "min_repeats": 5, "time_cap_s": 0.2}
+    front = to.search(wl, objectives={"latency_ms": {"direction": "minimize", "target": "cpu"}, "size_mb": "minimize"},
+                      targets={"cpu": {"runtime": "ort", "threads": 1, "timing": fast}}, budget=4,
+                      algorithm="random", tracking=None)
+    done = [t for t in front.trials if t.ok]
+    assert len(done) == 4
+    assert all(t.metrics["latency_ms"] > 0 and t.metrics["size_mb"] > 0 for t in done)
+    assert all("latency_p90_ms" in t.metrics for t in done)   # measured by the target's timing statistics
+    with pytest.raises(TypeError, match="the workload evaluates"):
+        to.search(wl, {"size_mb": "minimize"}, evaluate=lambda c: {}, budget=1, tracking=None)
+    with pytest.raises(TypeError, match="pass a Workload"):
+        to.search(wl.space, {"size_mb": "minimize"}, evaluate=lambda c: {}, targets={"cpu": {"runtime": "ort"}},
+                  budget=1, tracking=None)

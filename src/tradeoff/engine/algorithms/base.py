@@ -49,7 +49,8 @@ ALGORITHMS = Registry("algorithm", __package__, {
     "optuna-nsga2": "optuna", "motpe": "optuna", "optuna-gp": "optuna",
     "ng": "nevergrad",
 })
-register = ALGORITHMS.register
+register_algorithm = ALGORITHMS.register
+register = register_algorithm  # the name the adapters use
 
 
 def algorithm_names() -> list[str]:
