@@ -82,16 +82,20 @@ def _calibration(n=4):
     return Reader()
 
 
-def test_qdq_int8_keeps_macs_and_cuts_bops_by_16(tmp_path):
+def _qdq_int8(art, tmp_path):
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    art = cnn()
     src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
     src.write_bytes(art.onnx_bytes())
     quantize_static(str(src), str(dst), _calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
                     weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-    q = Artifact("cnn-int8", art.example_inputs, onnx=dst.read_bytes())
-    assert "DequantizeLinear" in {n.op_type for n in onnx.load(dst).graph.node}
+    return Artifact(f"{art.name}-int8", art.example_inputs, onnx=dst.read_bytes())
+
+
+def test_qdq_int8_keeps_macs_and_cuts_bops_by_16(tmp_path):
+    art = cnn()
+    q = _qdq_int8(art, tmp_path)
+    assert "DequantizeLinear" in {n.op_type for n in onnx.load_from_string(q.onnx).graph.node}
     f, i8 = Complexity()(art), Complexity()(q)
     assert i8["macs_m"] == f["macs_m"]
     assert f["bops_g"] / i8["bops_g"] == pytest.approx(32 * 32 / (8 * 8))
@@ -163,17 +167,11 @@ def _kernel_macs(onnx_bytes: bytes) -> int:
 def test_kernel_table_and_complexity_count_the_same_macs(tmp_path):
     """One graph walker: the kernels a latency predictor sums hold the MACs the objective reports."""
     import torchvision
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     r18 = Artifact("resnet18", (torch.randn(1, 3, 64, 64),), module=torchvision.models.resnet18(num_classes=10).eval())
     assert _kernel_macs(r18.onnx_bytes()) == pytest.approx(Complexity()(r18)["macs_m"] * 1e6, abs=0.5)
 
-    art = cnn()
-    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
-    src.write_bytes(art.onnx_bytes())
-    quantize_static(str(src), str(dst), _calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-    q = Artifact("cnn-int8", art.example_inputs, onnx=dst.read_bytes())
+    q = _qdq_int8(cnn(), tmp_path)
     macs = Complexity()(q)["macs_m"] * 1e6
     assert macs == cnn_macs(16, 16)
     assert _kernel_macs(q.onnx_bytes()) == pytest.approx(macs, abs=0.5)
