@@ -35,8 +35,10 @@ class SearchCfg(_Strict):
     seed: int = 0
     batch_size: int | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
-    executor: Literal["local", "threads"] = "local"
+    executor: Literal["local", "threads", "processes", "ray"] = "local"
     workers: int = Field(4, gt=0)
+    memory_mb: float | None = Field(None, gt=0)   # processes / ray: a worker over this is replaced
+    address: str | None = None                    # ray: a cluster's address (none: a local Ray)
     options: dict[str, Any] = Field(default_factory=dict)
     initial: list[dict[str, Any]] = Field(default_factory=list)
 

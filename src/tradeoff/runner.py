@@ -26,7 +26,9 @@ def _executor(recipe: Recipe):
     from .engine.executors import make_executor
 
     s = recipe.search
-    return make_executor(s.executor, **({"workers": s.workers} if s.executor == "threads" else {}))
+    opts = {"threads": {"workers": s.workers}, "processes": {"workers": s.workers, "memory_mb": s.memory_mb},
+            "ray": {"workers": s.workers, "memory_mb": s.memory_mb, "address": s.address}}
+    return make_executor(s.executor, **opts.get(s.executor, {}))
 
 
 def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, progress: bool = True) -> tuple[Front, str]:
