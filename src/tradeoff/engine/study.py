@@ -213,13 +213,14 @@ class Study:
                 if idle >= MAX_IDLE_BATCHES:
                     self.progress.note(f"stopping: {idle} batches in a row proposed only evaluated configs")
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             status, reason = "KILLED", "interrupted"
             self.progress.note(f"interrupted; resume with: {self.resume_command()}")
+            e.add_note(f"resume with: {self.resume_command()}")
             raise
         except BaseException as e:
             status, reason = "FAILED", _describe_error(e)
-            self.progress.note(f"failed: {reason}; resume with: {self.resume_command()}")
+            e.add_note(f"resume with: {self.resume_command()}")
             raise
         finally:
             self.elapsed_s = time.monotonic() - t0
