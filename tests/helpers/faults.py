@@ -46,3 +46,13 @@ def die_once(config, flag: str = ""):
 
 def pid(config):
     return {**zdt(config), "pid": float(os.getpid())}
+
+
+def logged(config):
+    """ZDT1 after a short sleep, each call's config appended to $FAULT_LOG (to count evaluations)."""
+    log = os.environ.get("FAULT_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(repr(sorted(config.items())) + "\n")
+    time.sleep(float(os.environ.get("FAULT_DELAY", "0.02")))
+    return zdt(config)
