@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from ..engine.front import Front
 from ..engine.study import load_trials, run_dir_for
-from .store import open_store
+from .store import open_client
 from ..core.trial import Trial
 
 LONG_VALUE = 250            # a config value longer than this is summarised in params, kept whole in config.json
@@ -70,8 +70,7 @@ class MlflowTracker:
         self.experiment = experiment
         self.run_name = run_name
         self.log_trials = log_trials
-        self.client = MlflowClient(tracking_uri=self.uri)
-        open_store(self.client, self.uri)
+        self.client = open_client(self.uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._source = _source_tags()
@@ -230,7 +229,7 @@ class MlflowTracker:
 # -- reading back -------------------------------------------------------------------------------
 def read_run(run_id: str, uri: str | None = None) -> dict:
     """A parent run as plain data, for ``tradeoff show`` when the local run directory is gone."""
-    client = MlflowClient(tracking_uri=uri or default_tracking_uri())
+    client = open_client(uri or default_tracking_uri())
     run = client.get_run(run_id)
     exp = client.get_experiment(run.info.experiment_id)
     return {
@@ -254,7 +253,7 @@ def list_artifacts(client: MlflowClient, run_id: str, path: str | None = None) -
 
 def download_checkpoint(run_id: str, dest_dir: str | Path, uri: str | None = None) -> Path:
     """Fetch a run's ``checkpoint/`` into ``dest_dir`` (its run directory), to resume it elsewhere."""
-    client = MlflowClient(tracking_uri=uri or default_tracking_uri())
+    client = open_client(uri or default_tracking_uri())
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:

@@ -20,17 +20,21 @@ def sqlite_path(uri: str) -> Path | None:
     return None if not db or db == ":memory:" else Path(os.path.abspath(db))
 
 
-def open_store(client, uri: str) -> None:
-    """Touch the store once, so that MLflow creates it now; under a lock beside a SQLite file, since two
-    processes creating the same database at once both fail and can leave it unusable."""
+def open_client(uri: str):
+    """An ``MlflowClient`` on ``uri``. It creates (and migrates) a SQLite store as it starts: that happens under
+    a lock beside the database file, since two processes creating it at once both fail and can break it."""
+    from mlflow.tracking import MlflowClient
+
     db = sqlite_path(uri)
     try:
         if db is None:
-            return  # a server or a file store: created by its owner, reached on first use
+            return MlflowClient(tracking_uri=uri)  # a server or a file store: created by its owner
         if not db.parent.is_dir():
             raise StoreError(f"tracking store {uri}: directory {db.parent} does not exist")
         with file_lock(db.with_name(db.name + ".lock")):
+            client = MlflowClient(tracking_uri=uri)
             client._tracking_client.store  # noqa: B018 - the property creates and migrates the database
+            return client
     except StoreError:
         raise
     except Exception as e:  # noqa: BLE001 - say which store, keep the cause
