@@ -91,7 +91,7 @@ def load_trials(run_dir: Path) -> list[Trial]:
 
 
 def load_front(run_dir: Path) -> Front:
-    spec = StudySpec.from_json(json.loads((Path(run_dir) / "study.json").read_text())["spec"])
+    spec = StudySpec.from_json(read_study_json(Path(run_dir))["spec"])
     return Front(spec.objectives, load_trials(run_dir), spec.constraints, spec.reference_point)
 
 
@@ -240,6 +240,7 @@ class Study:
                 if self.tracker is not None:
                     _end_tracker(self.tracker, status, reason, quiet=True)
             finally:
+                self.log.close()
                 self._lock.release()
                 close = getattr(self.executor, "close", None)
                 if close is not None:
@@ -303,6 +304,7 @@ class Study:
         os.replace(tmp, self.run_dir / name)
 
     def _checkpoint(self) -> None:
+        self.log.sync()
         save_local_state(self.run_dir, {"algorithm": self.algorithm, "batches": self.batches,
                                         "elapsed_s": self.elapsed_s, "n_trials": self._told})
         if self.tracker is not None:
