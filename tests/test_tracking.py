@@ -31,7 +31,7 @@ SPACE = Space({"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)})
 OBJECTIVES = {"f1": "minimize", "f2": "minimize"}
 CONSTRAINTS = {"f2": "<= 1.0"}
 PARENT_ARTIFACTS = {"front.csv", "front.json", "trials.csv", "front.png", "hypervolume.png", "space.json",
-                    "checkpoint/state.pkl", "checkpoint/trials.jsonl", "checkpoint/study.json"}
+                    "checkpoint/trials.jsonl", "checkpoint/study.json"}
 
 
 def evaluate(config):
@@ -190,7 +190,7 @@ def test_interrupted_search_resumes_from_the_store(tmp_path, store):
     # another machine: no run directory, only the store; the last trial's line was lost (kill -9)
     shutil.rmtree(run_dir_for(run_id))
     dest = download_checkpoint(run_id, run_dir_for(run_id), uri)
-    assert {p.name for p in dest.iterdir()} == {"state.pkl", "trials.jsonl", "study.json"}
+    assert {p.name for p in dest.iterdir()} == {"trials.jsonl", "study.json"}  # never a pickle
     lines = (dest / "trials.jsonl").read_text().splitlines()
     (dest / "trials.jsonl").write_text("\n".join(lines[:-1]) + "\n")
 

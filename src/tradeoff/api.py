@@ -80,7 +80,8 @@ def search(
     )
     algo = algorithm if isinstance(algorithm, Algorithm) else make_algorithm(algorithm, **(algorithm_options or {}))
     study = Study(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor,
-                  progress=progress, initial=list(initial), info=dict(info or {}))
+                  progress=progress, initial=list(initial), info=dict(info or {}),
+                  algorithm_options=dict(algorithm_options or {}))
     return study.run()
 
 

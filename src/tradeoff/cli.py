@@ -17,7 +17,7 @@ from .recipe import RecipeError, load_recipe
 
 # a file or pipe gets wide lines rather than rich's 80-column default
 console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error line stays whole in a log
 
 
 def recipe_dirs() -> list[Path]:
@@ -206,8 +206,28 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         err_console.print(f"[bold red]error[/] {e}", highlight=False)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        _notes(e)
         return 130
+    except Exception as e:  # noqa: BLE001 - the expected failures, in one clean paragraph
+        if not _clean(e):
+            raise
+        err_console.print(f"[bold red]error[/] {e}", highlight=False)
+        _notes(e)
+        return 1
+
+
+def _clean(e: BaseException) -> bool:
+    """Errors that say all there is to say (a lock held, a store down, a directory not writable)."""
+    from .core.run_lock import RunLocked
+
+    names = {"StoreError", "CheckpointError", "MlflowException", "RestException"}
+    return isinstance(e, (RunLocked, OSError)) or any(c.__name__ in names for c in type(e).__mro__)
+
+
+def _notes(e: BaseException) -> None:
+    for note in getattr(e, "__notes__", []):
+        err_console.print(note, highlight=False)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ class SearchCfg(_Strict):
     seed: int = 0
     batch_size: int | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
-    executor: Literal["local", "threads"] = "local"
+    executor: Literal["local", "threads", "processes", "ray"] = "local"
     workers: int = Field(4, gt=0)
+    memory_mb: float | None = Field(None, gt=0)   # processes / ray: a worker over this is replaced
+    address: str | None = None                    # ray: a cluster's address (none: a local Ray)
     options: dict[str, Any] = Field(default_factory=dict)
     initial: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -190,19 +192,47 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -
         path = Path(source)
         if not path.exists():
             raise RecipeError(f"recipe {path} does not exist")
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path}: {size / 2**20:.1f} MB; a recipe is at most {MAX_RECIPE_BYTES // 2**20} MB")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = path.read_bytes()[: e.start].count(b"\n") + 1
+            raise RecipeError(f"{path}: not UTF-8 text (byte {e.start}, line {line}); save the recipe as UTF-8") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise RecipeError(f"{path}: not valid YAML: {e}") from None
+            raise RecipeError(f"{path}: not valid YAML: {_cap(str(e))}") from None
     if not isinstance(data, dict):
         raise RecipeError("a recipe is a YAML mapping with name, workload, objectives, search, ...")
+    unknown = [k for k in data if k not in Recipe.model_fields]
+    if len(unknown) > MAX_UNKNOWN_KEYS:
+        raise RecipeError(_cap(f"{len(unknown)} unknown top-level fields ({', '.join(map(str, unknown[:5]))}, ...); "
+                               f"allowed: {', '.join(Recipe.model_fields)}"))
     for k, v in parse_overrides(overrides or []):
         set_path(data, k, v)
     try:
         return Recipe.model_validate(data), text
     except ValidationError as e:
-        raise RecipeError(_format_errors(e)) from None
+        raise RecipeError(_cap(_format_errors(e))) from None
+
+
+MAX_RECIPE_BYTES = 2**20    # a recipe is a page of YAML; anything near this size is a mistake
+MAX_UNKNOWN_KEYS = 20
+MAX_MESSAGE = 2000
+
+
+def _cap(msg: str, n: int = MAX_MESSAGE) -> str:
+    """An error message of bounded length (a pathological recipe must not print megabytes)."""
+    if len(msg) <= n:
+        return msg
+    lines, out = msg.splitlines(), []
+    for line in lines:
+        if sum(len(x) + 1 for x in out) + len(line) > n:
+            break
+        out.append(line[:n])
+    return "\n".join(out) + f"\n... ({len(lines) - len(out)} more lines)"
 
 
 # -- building the pieces ---------------------------------------------------------------------

@@ -26,7 +26,9 @@ def _executor(recipe: Recipe):
     from .engine.executors import make_executor
 
     s = recipe.search
-    return make_executor(s.executor, **({"workers": s.workers} if s.executor == "threads" else {}))
+    opts = {"threads": {"workers": s.workers}, "processes": {"workers": s.workers, "memory_mb": s.memory_mb},
+            "ray": {"workers": s.workers, "memory_mb": s.memory_mb, "address": s.address}}
+    return make_executor(s.executor, **opts.get(s.executor, {}))
 
 
 def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, progress: bool = True) -> tuple[Front, str]:
@@ -48,7 +50,7 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
     info = {"recipe_path": str(path) if path else None, "recipe_text": text, "resolved": resolved,
             "workload": wl.name, "workload_info": wl.info}
     study = Study(wl.space, wl.evaluate, spec, algorithm=algo, tracker=_tracker(recipe), executor=_executor(recipe),
-                  progress=progress, initial=list(s.initial), info=info)
+                  progress=progress, initial=list(s.initial), info=info, algorithm_options=s.options)
     (study.run_dir / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     return study.run(), study.run_id
 
@@ -67,7 +69,9 @@ def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tu
     if not resolved:
         raise RecipeError(f"run {run_id!r} was started from the Python API; resume it with search(..., resume=...)")
     recipe, _ = load_recipe(resolved)
+    if uri:  # the store named on the command line is the one the run lives in
+        recipe.tracking = recipe.tracking_cfg().model_copy(update={"uri": uri}) if recipe.tracking_cfg() else None
     wl = build_workload(recipe)
     study = Study.resume(run_id, wl.space, wl.evaluate, tracker=_tracker(recipe), executor=_executor(recipe),
-                         progress=progress)
+                         progress=progress, algorithm=make_algorithm(recipe.search.algorithm, **recipe.search.options))
     return study.run(), run_id

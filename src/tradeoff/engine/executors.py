@@ -1,4 +1,4 @@
-"""Executors: where a batch of trials is evaluated (in this process, or on worker threads)."""
+"""Executors: where a batch of trials is evaluated (in this process, on threads, in processes, on Ray)."""
 
 from __future__ import annotations
 
@@ -87,8 +87,17 @@ class ThreadExecutor(Executor):
 
 
 def make_executor(name: str, **options) -> Executor:
+    """``local``, ``threads`` (workers), ``processes`` (workers, memory_mb) or ``ray`` (workers, address, ...)."""
     if name == "local":
         return LocalExecutor()
     if name == "threads":
-        return ThreadExecutor(**options)
-    raise ValueError(f"executor {name!r} is not one of local, threads")
+        return ThreadExecutor(**{k: v for k, v in options.items() if k == "workers"})
+    if name == "processes":
+        from .workers import ProcessExecutor
+
+        return ProcessExecutor(**{k: v for k, v in options.items() if k in ("workers", "memory_mb")})
+    if name == "ray":
+        from .ray_pool import RayExecutor
+
+        return RayExecutor(**options)
+    raise ValueError(f"executor {name!r} is not one of local, threads, processes, ray")

@@ -4,6 +4,8 @@ A run directory holds everything needed to continue after Ctrl-C or ``kill -9``:
 ``study.json`` (what is searched), ``trials.jsonl`` (every finished trial, appended as it
 finishes) and ``state.pkl`` (the algorithm after its last tell). On resume the algorithm is
 restored and asks again; configs whose key is already in ``trials.jsonl`` are not evaluated.
+Only a local ``state.pkl`` is ever unpickled: when it is missing or damaged (or the run came
+from a store), the algorithm is rebuilt by replaying the trial log (``replay.py``).
 """
 
 from __future__ import annotations
@@ -11,23 +13,26 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import cloudpickle
 import numpy as np
 
 from ..core.paths import run_dir_for, tradeoff_home  # noqa: F401  (re-exported)
+from ..core.run_lock import RunLock
 from ..spaces.space import Config, Space
 from .algorithms.base import Algorithm, make_algorithm
 from .executors import Executor, make_executor
 from .front import Front
 from .objectives import Constraint, Objective, minimised, violations
 from .progress import Progress
+from .replay import replay
+from .checkpoint import load_local_state, read_study_json, save_local_state, write_study_json
+from .trial_log import TrialLog, next_number, read_trials
 from ..core.trial import COMPLETE, FAILED, Trial, TrialError  # noqa: F401  (TrialError re-exported)
 
 MAX_IDLE_BATCHES = 25  # consecutive batches with nothing new: the space (or algorithm) is exhausted
@@ -81,21 +86,12 @@ class StudySpec:
 
 
 def load_trials(run_dir: Path) -> list[Trial]:
-    """Trials from ``trials.jsonl``; a line cut short by a crash is ignored."""
-    path = Path(run_dir) / "trials.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(Trial.from_json(line))
-        except (json.JSONDecodeError, TypeError):
-            continue
-    return out
+    """Trials from ``trials.jsonl``; a line cut short by a crash, or garbled, is skipped."""
+    return read_trials(run_dir)
 
 
 def load_front(run_dir: Path) -> Front:
-    spec = StudySpec.from_json(json.loads((Path(run_dir) / "study.json").read_text())["spec"])
+    spec = StudySpec.from_json(read_study_json(Path(run_dir))["spec"])
     return Front(spec.objectives, load_trials(run_dir), spec.constraints, spec.reference_point)
 
 
@@ -114,6 +110,7 @@ class Study:
         initial: list[Config] = (),
         run_id: str | None = None,
         info: dict | None = None,
+        algorithm_options: dict | None = None,
     ):
         self.space, self.evaluate, self.spec = space, evaluate, spec
         self.tracker = tracker
@@ -125,6 +122,8 @@ class Study:
         self.elapsed_s = 0.0
         self.batches = 0
         self._told = 0
+        self._next = 0              # the next trial's number: one past the log's highest
+        self._pending: list[Config] = []   # a batch asked before an interruption, to evaluate before asking again
         self.resumed = False
         if algorithm is None:
             algorithm = make_algorithm(spec.algorithm)
@@ -138,31 +137,53 @@ class Study:
             run_id = tracker.start(self._describe()) if tracker is not None else uuid.uuid4().hex[:12]
         self.run_id = run_id
         self.run_dir = run_dir_for(run_id)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = RunLock(self.run_dir).acquire()
+        except BaseException as e:
+            if tracker is not None and not isinstance(e, RuntimeError):  # no orphan RUNNING parent
+                _end_tracker(tracker, "FAILED", f"run directory {self.run_dir}: {e}")
+            if isinstance(e, OSError):
+                raise OSError(e.errno, f"cannot use the run directory {self.run_dir} ({e.strerror}); "
+                                       "set TRADEOFF_HOME to a writable directory") from e
+            raise
+        self.log = TrialLog(self.run_dir)
         if not (self.run_dir / "study.json").exists():
-            self._write_json("study.json", {"run_id": run_id, "spec": spec.to_json(), "space": space.describe(),
-                                            "info": self.info})
+            write_study_json(self.run_dir, {"run_id": run_id, "spec": spec.to_json(), "space": space.describe(),
+                                            "info": self.info, "algorithm_options": dict(algorithm_options or {}),
+                                            "initial": [space.to_json(space.validate(c)) for c in initial]})
             self._checkpoint()
 
     # -- resume --------------------------------------------------------------------------------
     @classmethod
-    def resume(cls, run_id: str, space: Space, evaluate, tracker=None, executor="local", progress=True) -> "Study":
-        """Continue a study from its run directory: nothing that finished is evaluated again."""
+    def resume(cls, run_id: str, space: Space, evaluate, tracker=None, executor="local", progress=True,
+               algorithm: Algorithm | None = None) -> "Study":
+        """Continue a study from its run directory: nothing that finished is evaluated again.
+
+        The algorithm comes from the local ``state.pkl``; when that is missing or damaged it is
+        rebuilt from the trial log (``algorithm``, if given, is the fresh one to rebuild)."""
         run_dir = run_dir_for(run_id)
-        if not (run_dir / "state.pkl").exists():
-            raise FileNotFoundError(f"no checkpoint for run {run_id!r} under {run_dir.parent}")
-        meta = json.loads((run_dir / "study.json").read_text())
+        meta = read_study_json(run_dir)
         spec = StudySpec.from_json(meta["spec"])
-        state = pickle.loads((run_dir / "state.pkl").read_bytes())
-        study = cls(space, evaluate, spec, algorithm=state["algorithm"], tracker=tracker, executor=executor,
-                    progress=progress, run_id=run_id, info=meta.get("info"))
-        study.elapsed_s, study.batches, study.resumed = state["elapsed_s"], state["batches"], True
-        study._told = state["n_trials"]
-        if tracker is not None:
-            tracker.reopen(run_id)
+        state = load_local_state(run_dir)
+        algo = state["algorithm"] if state else (algorithm or make_algorithm(spec.algorithm,
+                                                                             **meta.get("algorithm_options", {})))
+        study = cls(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor, progress=progress,
+                    run_id=run_id, info=meta.get("info"),
+                    initial=[space.from_json(c) for c in meta.get("initial", [])] if not state else ())
+        study.resumed = True
         for t in load_trials(run_dir):
             study.trials.append(t)
             study.cache[t.key] = t
+        study._next = next_number(study.trials)
+        if state:
+            study.elapsed_s, study.batches, study._told = state["elapsed_s"], state["batches"], state["n_trials"]
+        else:
+            batch = spec.batch_size or algo.batch_size or 10
+            r = replay(algo, space, study.cache, batch, spec.budget, study._values, study._violations)
+            study.batches, study._told, study._pending = r.batches, r.told, r.pending
+        if tracker is not None:
+            tracker.reopen(run_id)
         return study
 
     # -- the loop ------------------------------------------------------------------------------
@@ -178,7 +199,7 @@ class Study:
                 # sized from the trials at the last checkpoint, so a resumed run asks exactly what
                 # the interrupted one asked (its finished trials are then taken from the cache)
                 n = batch if spec.budget is None else min(batch, spec.budget - self._told)
-                configs = [self.space.validate(c) for c in self.algorithm.ask(n)]
+                configs, self._pending = self._pending or [self.space.validate(c) for c in self.algorithm.ask(n)], []
                 if not configs:
                     raise RuntimeError(f"{spec.algorithm} asked for nothing while a batch was open")
                 new = self._evaluate_new(configs, t0)
@@ -192,23 +213,43 @@ class Study:
                 if idle >= MAX_IDLE_BATCHES:
                     self.progress.note(f"stopping: {idle} batches in a row proposed only evaluated configs")
                     break
-        except KeyboardInterrupt:
-            status = "KILLED"
-            self.progress.note(f"interrupted; resume with: tradeoff run --resume {self.run_id}")
+        except KeyboardInterrupt as e:
+            status, reason = "KILLED", "interrupted"
+            self.progress.note(f"interrupted; resume with: {self.resume_command()}")
+            e.add_note(f"resume with: {self.resume_command()}")
             raise
-        except BaseException:
-            status = "FAILED"
+        except BaseException as e:
+            status, reason = "FAILED", _describe_error(e)
+            e.add_note(f"resume with: {self.resume_command()}")
             raise
         finally:
             self.elapsed_s = time.monotonic() - t0
             self.progress.stop()
             front = self.front()
-            if self.tracker is not None:
-                self.tracker.log_front(front, self.run_dir)
-                self.tracker.finish(status)
-            if status == "FINISHED":
-                self._write_json("front.json", json.loads(front.to_json()))
+            try:
+                if self.tracker is not None:
+                    self.tracker.log_front(front, self.run_dir)
+                    _end_tracker(self.tracker, status, None if status == "FINISHED" else reason)
+                if status == "FINISHED":
+                    self._write_json("front.json", json.loads(front.to_json()))
+            except Exception as e:  # noqa: BLE001
+                if status == "FINISHED":
+                    raise
+                # the search's own error is the one to see; this one is only reported
+                warnings.warn(f"could not record the {status.lower()} run ({_describe_error(e)})", stacklevel=2)
+                if self.tracker is not None:
+                    _end_tracker(self.tracker, status, reason, quiet=True)
+            finally:
+                self.log.close()
+                self._lock.release()
+                close = getattr(self.executor, "close", None)
+                if close is not None:
+                    close()
         return front
+
+    def resume_command(self) -> str:
+        uri = getattr(self.tracker, "uri", None)
+        return f"tradeoff run --resume {self.run_id}" + (f" --uri {uri}" if uri else "")
 
     def front(self) -> Front:
         return Front(self.spec.objectives, list(self.trials), self.spec.constraints, self.spec.reference_point)
@@ -234,15 +275,13 @@ class Study:
         state = FAILED if bad else COMPLETE
         feasible = state == COMPLETE and all(
             c.metric in metrics and c.satisfied(metrics[c.metric]) for c in self.spec.constraints)
-        trial = Trial(number=len(self.trials), key=key, config=self.space.to_json(config), state=state,
+        trial = Trial(number=self._next, key=key, config=self.space.to_json(config), state=state,
                       metrics=metrics, reason=bad, feasible=feasible, duration_s=round(duration, 6),
                       batch=self.batches)
+        self.log.append(trial)  # the record first: a kill now leaves a child for resume to back-fill
+        self._next += 1
         self.trials.append(trial)
         self.cache[key] = trial
-        with open(self.run_dir / "trials.jsonl", "a") as f:
-            f.write(trial.to_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
         if self.tracker is not None:
             self.tracker.log_trial(trial)
         return trial
@@ -265,13 +304,27 @@ class Study:
         os.replace(tmp, self.run_dir / name)
 
     def _checkpoint(self) -> None:
-        state = {"algorithm": self.algorithm, "batches": self.batches, "elapsed_s": self.elapsed_s,
-                 "n_trials": self._told}
-        tmp = self.run_dir / "state.pkl.tmp"
-        tmp.write_bytes(cloudpickle.dumps(state))  # pymoo keeps local closures
-        os.replace(tmp, self.run_dir / "state.pkl")
+        self.log.sync()
+        save_local_state(self.run_dir, {"algorithm": self.algorithm, "batches": self.batches,
+                                        "elapsed_s": self.elapsed_s, "n_trials": self._told})
         if self.tracker is not None:
             self.tracker.log_checkpoint(self.run_dir)
 
     def _describe(self) -> dict:
         return {"spec": self.spec.to_json(), "space": self.space.describe(), **self.info}
+
+
+def _describe_error(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0] if msg else ''}".rstrip(": ")[:500]
+
+
+def _end_tracker(tracker: Any, status: str, reason: str | None, quiet: bool = False) -> None:
+    """End the tracker's run with its status, and the reason when it did not finish."""
+    try:
+        if reason and hasattr(tracker, "note_end"):
+            tracker.note_end(status, reason)
+        tracker.finish(status)
+    except Exception:  # noqa: BLE001
+        if not quiet:
+            raise

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from ..engine.front import Front
 from ..engine.study import load_trials, run_dir_for
+from .store import open_client
 from ..core.trial import Trial
 
 LONG_VALUE = 250            # a config value longer than this is summarised in params, kept whole in config.json
@@ -35,7 +36,7 @@ PARAM_LIMIT = 6000          # MLflow's limits on one param / tag value and on on
 TAG_LIMIT = 8000
 BATCH_PARAMS_TAGS = 100
 BATCH_METRICS = 1000
-CHECKPOINT_FILES = ("state.pkl", "trials.jsonl", "study.json")
+CHECKPOINT_FILES = ("trials.jsonl", "study.json")  # data only: a resume rebuilds the algorithm from the log
 # import name -> distributions that may provide it (first one installed wins)
 VERSIONED = {
     "tradeoff": ("tradeoff",), "numpy": ("numpy",), "torch": ("torch",), "pymoo": ("pymoo",),
@@ -69,7 +70,7 @@ class MlflowTracker:
         self.experiment = experiment
         self.run_name = run_name
         self.log_trials = log_trials
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = open_client(self.uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._source = _source_tags()
@@ -108,10 +109,9 @@ class MlflowTracker:
         run = self.client.get_run(run_id)
         self.run_id, self.experiment_id = run_id, run.info.experiment_id
         self.client.update_run(run_id, status="RUNNING")
-        known = {t.key for t in load_trials(run_dir_for(run_id))}
-        for child in self.children():
-            if child.data.tags.get("key") not in known:
-                self.client.delete_run(child.info.run_id)
+        from .reconcile import reconcile
+
+        self.reconciled = reconcile(self, load_trials(run_dir_for(run_id)))
 
     def children(self) -> list:
         """This search's trial runs, oldest first."""
@@ -123,6 +123,11 @@ class MlflowTracker:
             token = page.token
             if not token:
                 return out
+
+    def note_end(self, status: str, reason: str) -> None:
+        """Say on the parent why it ended as it did (a failure's reason, an interruption)."""
+        if self.run_id is not None:
+            self.client.set_tag(self.run_id, "tradeoff.end", _clip(f"{status}: {reason}", TAG_LIMIT))
 
     def finish(self, status: str) -> None:
         if self.run_id is not None:
@@ -224,7 +229,7 @@ class MlflowTracker:
 # -- reading back -------------------------------------------------------------------------------
 def read_run(run_id: str, uri: str | None = None) -> dict:
     """A parent run as plain data, for ``tradeoff show`` when the local run directory is gone."""
-    client = MlflowClient(tracking_uri=uri or default_tracking_uri())
+    client = open_client(uri or default_tracking_uri())
     run = client.get_run(run_id)
     exp = client.get_experiment(run.info.experiment_id)
     return {
@@ -248,7 +253,7 @@ def list_artifacts(client: MlflowClient, run_id: str, path: str | None = None) -
 
 def download_checkpoint(run_id: str, dest_dir: str | Path, uri: str | None = None) -> Path:
     """Fetch a run's ``checkpoint/`` into ``dest_dir`` (its run directory), to resume it elsewhere."""
-    client = MlflowClient(tracking_uri=uri or default_tracking_uri())
+    client = open_client(uri or default_tracking_uri())
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
@@ -256,10 +261,11 @@ def download_checkpoint(run_id: str, dest_dir: str | Path, uri: str | None = Non
             local = Path(client.download_artifacts(run_id, "checkpoint", tmp))
         except (MlflowException, OSError) as e:
             raise FileNotFoundError(f"run {run_id!r} has no checkpoint in {client.tracking_uri}: {e}") from None
-        if not (local / "state.pkl").exists():
-            raise FileNotFoundError(f"run {run_id!r} has no checkpoint/state.pkl in {client.tracking_uri}")
-        for f in local.iterdir():
-            os.replace(f, dest / f.name)
+        if not (local / "study.json").exists():
+            raise FileNotFoundError(f"run {run_id!r} has no checkpoint/study.json in {client.tracking_uri}")
+        for name in CHECKPOINT_FILES:  # never a pickle: whatever else is there is left behind
+            if (local / name).exists():
+                os.replace(local / name, dest / name)
     return dest
 
 

@@ -23,12 +23,48 @@ def read_table(path: str | Path):
     if path.suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if path.suffix in (".csv", ".txt"):
-        return pd.read_csv(path)
+        try:
+            return pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"table {path} is empty") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"table {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     raise ValueError(f"table {path}: use a .csv or .parquet file")
 
 
+def check_table(frame, params: Sequence[str], metrics: Sequence[str], source: str = "table") -> None:
+    """Refuse a table that cannot be searched, naming the file, the column and the row (CSV line numbers)."""
+    import pandas as pd
+
+    def where(i: int) -> str:
+        return f"line {i + 2}" if source.endswith((".csv", ".txt")) else f"row {i}"
+
+    if len(frame) == 0:
+        raise ValueError(f"{source}: the table has no rows")
+    for p in params:
+        bad = np.flatnonzero(frame[p].isna().to_numpy())
+        if len(bad):
+            raise ValueError(f"{source}: column {p!r} has no value at {where(int(bad[0]))}"
+                             + (f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""))
+    for m in metrics:
+        col = frame[m]
+        num = pd.to_numeric(col, errors="coerce")
+        bad = np.flatnonzero(num.isna().to_numpy() & col.notna().to_numpy())
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(f"{source}: column {m!r} at {where(i)} is {col.iloc[i]!r}, not a number"
+                             + (f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""))
+    dup = frame.duplicated(subset=list(params), keep="first").to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        key = frame[list(params)].iloc[i].to_dict()
+        first = int(np.flatnonzero((frame[list(params)] == frame[list(params)].iloc[i]).all(axis=1).to_numpy())[0])
+        raise ValueError(f"{source}: configuration {key} (columns {', '.join(params)}) appears at {where(first)} "
+                         f"and again at {where(i)} ({int(dup.sum())} duplicate rows); keep one row per configuration")
+
+
 def table_workload(frame, params: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
-                   directions: dict[str, str] | None = None, name: str = "table") -> Workload:
+                   directions: dict[str, str] | None = None, name: str = "table", source: str = "table") -> Workload:
     """A workload whose evaluate looks the config up in ``frame`` (one row per configuration)."""
     directions = dict(directions or {})
     cols = list(frame.columns)
@@ -41,9 +77,12 @@ def table_workload(frame, params: Sequence[str] | None = None, metrics: Sequence
         raise ValueError(f"table has no column {', '.join(missing)}; it has {', '.join(cols)}")
     if not params:
         raise ValueError("a table workload needs at least one parameter column")
+    check_table(frame, params, metrics, source)
     space = Space({p: Choice(sorted(frame[p].dropna().unique().tolist())) for p in params})
     lookup: dict[tuple, dict[str, float]] = {}
-    values = frame[list(metrics)].to_numpy(dtype=float)
+    import pandas as pd
+
+    values = frame[list(metrics)].apply(pd.to_numeric).to_numpy(dtype=float)
     for key, row in zip(frame[list(params)].itertuples(index=False, name=None), values):
         lookup.setdefault(tuple(key), dict(zip(metrics, row.tolist())))
 
@@ -66,4 +105,5 @@ def table_workload(frame, params: Sequence[str] | None = None, metrics: Sequence
 @register_workload("table")
 def make_table(path: str, params: list[str] | None = None, metrics: list[str] | None = None,
                directions: dict[str, str] | None = None) -> Workload:
-    return table_workload(read_table(path), params, metrics, directions, name=f"table:{Path(path).name}")
+    return table_workload(read_table(path), params, metrics, directions, name=f"table:{Path(path).name}",
+                          source=str(path))

@@ -1,0 +1,57 @@
+"""Rebuild an algorithm's state from the trial log, by asking and telling again without evaluating.
+
+A search is seeded and its loop deterministic, so a fresh algorithm asked for the same batch
+sizes and told the logged values in the same order proposes what the interrupted one would
+have proposed next. No checkpoint has to be trusted: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..core.trial import Trial
+from ..spaces.space import Config, Space
+from .algorithms.base import Algorithm
+
+
+@dataclass
+class Replayed:
+    batches: int                        # batches asked and told again
+    told: int                           # distinct trials told
+    pending: list[Config] = field(default_factory=list)  # the batch the interrupted run was evaluating
+    missed: int = 0                     # logged trials the algorithm never asked for again (a library that is not deterministic)
+
+
+def replay(algorithm: Algorithm, space: Space, cache: dict[str, Trial], batch: int, budget: int | None,
+           values: Callable[[list[Trial]], np.ndarray], violations: Callable[[list[Trial]], np.ndarray],
+           max_idle: int = 25) -> Replayed:
+    """Ask/tell ``algorithm`` (freshly set up) through the logged trials in ``cache``; stop at the first batch
+    with a config not in the log, which is returned as ``pending`` for the loop to evaluate."""
+    seen: set[str] = set()
+    batches = idle = 0
+    pending: list[Config] = []
+    while True:
+        n = batch if budget is None else min(batch, budget - len(seen))
+        if n <= 0 or idle >= max_idle:
+            break
+        configs = [space.validate(c) for c in algorithm.ask(n)]
+        if not configs:
+            break
+        keys = [space.key(c) for c in configs]
+        if not all(k in cache for k in keys):
+            pending = configs
+            break
+        told = [cache[k] for k in keys]
+        algorithm.tell(configs, values(told), violations(told))
+        idle = idle + 1 if set(keys) <= seen else 0
+        seen.update(keys)
+        batches += 1
+    missed = len(set(cache) - seen - {space.key(c) for c in pending})
+    if missed:
+        warnings.warn(f"rebuilding {algorithm.name} from the trial log reproduced {len(seen)} of {len(cache)} trials; "
+                      f"it goes on without the other {missed} (they stay in the front)", stacklevel=2)
+    return Replayed(batches, len(seen), pending, missed)
