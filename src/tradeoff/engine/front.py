@@ -25,6 +25,7 @@ class Front:
     trials: list[Trial]
     constraints: list[Constraint] = field(default_factory=list)
     reference_point: dict[str, float] | None = None  # user units; derived when None
+    stop_reason: str | None = None  # why the search stopped before its budget (e.g. the space is exhausted)
 
     # -- views -------------------------------------------------------------------------------
     @property

@@ -126,6 +126,7 @@ class Study:
         self.batches = 0
         self._told = 0
         self.resumed = False
+        self.stop_reason: str | None = None
         if algorithm is None:
             algorithm = make_algorithm(spec.algorithm)
         if not hasattr(algorithm, "space"):  # not set up yet (a resumed one is)
@@ -175,12 +176,19 @@ class Study:
         self.progress.start(spec.budget, len(self.trials), self.front())
         try:
             while not self._done(t0):
+                if self._exhausted():
+                    self.stop_reason = f"space exhausted after {len(self.cache)} distinct configs"
+                    self.progress.note(self.stop_reason)
+                    break
                 # sized from the trials at the last checkpoint, so a resumed run asks exactly what
                 # the interrupted one asked (its finished trials are then taken from the cache)
                 n = batch if spec.budget is None else min(batch, spec.budget - self._told)
                 configs = [self.space.validate(c) for c in self.algorithm.ask(n)]
-                if not configs:
-                    raise RuntimeError(f"{spec.algorithm} asked for nothing while a batch was open")
+                if not configs:  # e.g. a population that cannot breed anything new in a tiny space
+                    self.stop_reason = (f"{spec.algorithm} proposed nothing new after "
+                                        f"{len(self.cache)} distinct configs")
+                    self.progress.note(f"stopping: {self.stop_reason}")
+                    break
                 new = self._evaluate_new(configs, t0)
                 told = [self.cache[self.space.key(c)] for c in configs]
                 self.algorithm.tell(configs, self._values(told), self._violations(told))
@@ -190,7 +198,8 @@ class Study:
                 self._checkpoint()
                 idle = 0 if new else idle + 1
                 if idle >= MAX_IDLE_BATCHES:
-                    self.progress.note(f"stopping: {idle} batches in a row proposed only evaluated configs")
+                    self.stop_reason = f"{idle} batches in a row proposed only evaluated configs"
+                    self.progress.note(f"stopping: {self.stop_reason}")
                     break
         except KeyboardInterrupt:
             status = "KILLED"
@@ -211,7 +220,13 @@ class Study:
         return front
 
     def front(self) -> Front:
-        return Front(self.spec.objectives, list(self.trials), self.spec.constraints, self.spec.reference_point)
+        return Front(self.spec.objectives, list(self.trials), self.spec.constraints, self.spec.reference_point,
+                     stop_reason=self.stop_reason)
+
+    def _exhausted(self) -> bool:
+        """Every config of a finite space has been evaluated (a table's rows when it knows them)."""
+        size = getattr(self.space, "n_configs", None) or self.space.cardinality
+        return math.isfinite(size) and len(self.cache) >= size
 
     def _done(self, t0: float) -> bool:
         if self.spec.budget is not None and len(self.trials) >= self.spec.budget:
