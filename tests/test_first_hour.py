@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
 import tradeoff
-from tradeoff import Choice, Space
+from tradeoff import Choice, Space, TrialError
+from tradeoff.cli import main
 
 ALGORITHMS = [n for n in tradeoff.algorithm_names() if n not in ("ng:<Optimizer>", "ng")] + ["ng:NGOpt"]
 TINY = Space({"a": Choice([1, 2, 3]), "b": Choice([0, 1])})  # 6 configs
@@ -13,12 +16,6 @@ TINY = Space({"a": Choice([1, 2, 3]), "b": Choice([0, 1])})  # 6 configs
 
 def _tiny(c):
     return {"f1": c["a"], "f2": -c["a"] + c["b"]}
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("TRADEOFF_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
@@ -30,3 +27,42 @@ def test_space_smaller_than_population_stops_cleanly(name):
     assert len({t.key for t in front.trials}) == 6
     assert front.stop_reason == "space exhausted after 6 distinct configs"
     assert len(front.members) == 3
+
+
+def _recipe(tmp_path, body: str, name: str = "r.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+def always_fails(config):
+    if config["a"] == 1:
+        raise TrialError("out of memory")
+    raise ValueError("bad shape")
+
+
+def test_a_run_where_every_trial_fails_says_why_and_fails(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "failmod.py").write_text(
+        "def fn(c):\n    raise RuntimeError('out of memory' if c['a'] == 1 else 'bad shape')\n")
+    r = _recipe(tmp_path, """
+        name: allfail
+        workload: {name: function, function: failmod:fn, space: {a: [1, 2, 3]}}
+        objectives: {f: minimize}
+        search: {algorithm: random, budget: 6}
+        tracking: false
+    """)
+    rc = main(["run", str(r), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "3 of 3 trials failed or were infeasible; top reasons:" in out
+    assert "2 x RuntimeError: bad shape" in out and "1 x RuntimeError: out of memory" in out
+    assert "nan" not in out
+
+
+def test_front_and_api_carry_the_failure_summary():
+    with pytest.warns(tradeoff.api.SearchWarning, match="no trial completed"):
+        front = tradeoff.search(Space({"a": Choice([1, 2, 3])}), {"f": "minimize"}, always_fails, budget=3,
+                                algorithm="random", tracking=None)
+    assert dict(front.failure_counts()) == {"ValueError: bad shape": 2, "out of memory": 1}
+    assert front.failure_counts()[0] == ("ValueError: bad shape", 2)

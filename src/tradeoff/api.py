@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Mapping
 
 from .engine.algorithms.base import Algorithm, make_algorithm
@@ -65,7 +66,7 @@ def search(
     tracker = make_tracker(tracking, name)
     if resume:
         study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress)
-        return study.run()
+        return _warn_failures(study.run())
     spec = StudySpec(
         objectives=parse_objectives(objectives),
         constraints=parse_constraints(constraints),
@@ -81,7 +82,20 @@ def search(
     algo = algorithm if isinstance(algorithm, Algorithm) else make_algorithm(algorithm, **(algorithm_options or {}))
     study = Study(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor,
                   progress=progress, initial=list(initial), info=dict(info or {}))
-    return study.run()
+    return _warn_failures(study.run())
+
+
+def _warn_failures(front: Front) -> Front:
+    """Say why trials failed (grouped, with counts), loudly when nothing worked at all."""
+    report = front.failure_report()
+    if report:
+        head = "no trial completed and met the constraints. " if not front.feasible else ""
+        warnings.warn(head + report, SearchWarning, stacklevel=3)
+    return front
+
+
+class SearchWarning(UserWarning):
+    """A search finished but some (or all) of its trials failed or were infeasible."""
 
 
 def _resolve(space, objectives, evaluate, constraints, targets, info):

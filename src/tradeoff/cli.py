@@ -76,10 +76,23 @@ def front_table(front, title: str = "Pareto front", limit: int | None = 50) -> T
 
 def print_front(front, run_id: str) -> None:
     console.print(front_table(front))
-    ref = front.reference()
-    ref_s = ", ".join(f"{k}={v:.5g}" for k, v in ref.items())
-    console.print(f"{front.summary()} (reference point: {ref_s})", highlight=False)
+    report = front.failure_report()
+    if report:
+        console.print(report, highlight=False)
+    if not front.feasible:
+        console.print(f"{front.summary()}: no trial completed and met the constraints", highlight=False)
+    else:
+        ref = front.reference()
+        ref_s = ", ".join(f"{k}={v:.5g}" for k, v in ref.items())
+        console.print(f"{front.summary()} (reference point: {ref_s})", highlight=False)
+    if front.stop_reason:
+        console.print(f"stopped early: {front.stop_reason}", highlight=False)
     console.print(f"run id: {run_id}", highlight=False)
+
+
+def front_rc(front) -> int:
+    """1 when no trial is complete and feasible (a run with nothing to show is not a success), else 0."""
+    return 0 if front.feasible else 1
 
 
 def cmd_run(args) -> int:
@@ -94,7 +107,7 @@ def cmd_run(args) -> int:
         recipe, text = load_recipe(path, args.set)
         front, run_id = run_recipe(recipe, text, path, progress=not args.quiet)
     print_front(front, run_id)
-    return 0
+    return front_rc(front)
 
 
 def cmd_show(args) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -144,6 +145,29 @@ class Front:
             indent=2,
             default=float,
         )
+
+    # -- what went wrong ----------------------------------------------------------------------
+    def failure_counts(self, top: int = 5) -> list[tuple[str, int]]:
+        """The most common reasons trials failed (or were infeasible), with their counts, commonest first."""
+        counts: Counter[str] = Counter()
+        for t in self.trials:
+            if not t.ok:
+                counts[(t.reason or "unknown reason").splitlines()[0][:200]] += 1
+            elif not t.feasible:
+                broken = [str(c) for c in self.constraints if c.metric not in t.metrics
+                          or not c.satisfied(t.metrics[c.metric])]
+                counts[f"infeasible: violates {', '.join(broken) or 'a constraint'}"] += 1
+        return counts.most_common(top)
+
+    def failure_report(self, top: int = 5) -> str:
+        """Lines naming why trials failed, grouped with counts; empty when every trial worked."""
+        counts = self.failure_counts(top)
+        if not counts:
+            return ""
+        bad = len(self.trials) - len(self.feasible)
+        lines = [f"{bad} of {len(self.trials)} trials failed or were infeasible; top reasons:"]
+        lines += [f"  {n:>5} x {reason}" for reason, n in counts]
+        return "\n".join(lines)
 
     def summary(self) -> str:
         return (
