@@ -66,3 +66,46 @@ def test_front_and_api_carry_the_failure_summary():
                                 algorithm="random", tracking=None)
     assert dict(front.failure_counts()) == {"ValueError: bad shape": 2, "out of memory": 1}
     assert front.failure_counts()[0] == ("ValueError: bad shape", 2)
+
+
+def _fn_recipe(tmp_path, function, extra=""):
+    p = tmp_path / "r.yaml"
+    p.write_text(f"""name: r
+workload: {{name: function, function: "{function}", space: {{a: [1, 2, 3]}}}}
+objectives: {{f: minimize}}
+search: {{algorithm: random, budget: 3}}
+tracking: false
+{extra}""")
+    return p
+
+
+def test_a_missing_function_or_module_is_one_line_naming_the_field(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "mymod.py").write_text("def fn(c):\n    return {'f': c['a']}\n")
+    assert main(["validate", str(_fn_recipe(tmp_path, "mymod:nofn"))]) == 2
+    err = capsys.readouterr().err
+    assert "workload: function: 'mymod:nofn': module 'mymod' has no 'nofn' (it has fn)" in err
+    assert "Traceback" not in err
+    assert main(["validate", str(_fn_recipe(tmp_path, "nomod_xyz:fn"))]) == 2
+    err = capsys.readouterr().err
+    assert "no module named 'nomod_xyz'" in err and "recipe's folder" in err and "PYTHONPATH" in err
+
+
+def test_api_arguments_are_checked_with_a_line_naming_them():
+    ev = lambda c: {"f": c["a"]}  # noqa: E731
+    with pytest.raises(TypeError, match=r"space: pass a tradeoff.Space .*not a dict .*wrap it as tradeoff.Space"):
+        tradeoff.search({"a": [1, 2]}, {"f": "minimize"}, ev, tracking=None)
+    with pytest.raises(ValueError, match="budget: a positive whole number of trials, got -5"):
+        tradeoff.search(TINY, {"f": "minimize"}, ev, budget=-5, tracking=None)
+
+
+def test_a_constraint_on_a_metric_never_returned_is_an_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "okmod.py").write_text("def fn(c):\n    return {'f': c['a']}\n")
+    with pytest.raises(ValueError, match=r"constraints.mem: the evaluator returned no 'mem' .*it returns f"):
+        tradeoff.search(TINY, {"f1": "minimize"}, _tiny, budget=4, tracking=None,
+                        constraints={"mem": ("<=", 3)}, algorithm="random")
+    r = _fn_recipe(tmp_path, "okmod:fn", "constraints: {mem: '<= 3'}\n")
+    assert main(["run", str(r), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "constraints.mem: the evaluator returned no 'mem'" in err and "Traceback" not in err

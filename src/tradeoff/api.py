@@ -60,9 +60,13 @@ def search(
     its evaluate is used, and a model workload is measured on ``targets`` (as in a recipe:
     ``{"cpu": {"runtime": "ort", "threads": 1}}``; objectives pick one with ``{"target": "cpu"}``).
     """
-    space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     if budget is None and time_budget_s is None:
         raise ValueError("give a budget (trials) and/or time_budget_s (seconds)")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
+        raise ValueError(f"budget: a positive whole number of trials, got {budget!r}")
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise ValueError(f"time_budget_s: a positive number of seconds, got {time_budget_s!r}")
+    space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     tracker = make_tracker(tracking, name)
     if resume:
         study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress)
@@ -108,6 +112,10 @@ def _resolve(space, objectives, evaluate, constraints, targets, info):
         wl = compose_workload(space, objectives if isinstance(objectives, Mapping) else {}, constraints, targets)
         info = {"workload": wl.name, "workload_info": wl.info, **dict(info or {})}
         return wl.space, wl.evaluate, info
+    if not isinstance(space, Space):
+        hint = (" (a plain dict: wrap it as tradeoff.Space({'depth': tradeoff.Int(2, 8), "
+                "'width': tradeoff.Choice([16, 32])}))" if isinstance(space, Mapping) else "")
+        raise TypeError(f"space: pass a tradeoff.Space or a Workload, not a {type(space).__name__}{hint}")
     if targets:
         raise TypeError("search(..., targets=...): targets measure a model workload; pass a Workload, not a Space")
     if evaluate is None:

@@ -13,6 +13,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .engine.objectives import ConstraintError
 from .recipe import RecipeError, load_recipe
 
 # a file or pipe gets wide lines rather than rich's 80-column default
@@ -217,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]recipe error[/]\n{e}", highlight=False)
         return 2
     except FileNotFoundError as e:
+        err_console.print(f"[bold red]error[/] {e}", highlight=False)
+        return 2
+    except ConstraintError as e:
         err_console.print(f"[bold red]error[/] {e}", highlight=False)
         return 2
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ from ..spaces.space import Config, Space
 from .algorithms.base import Algorithm, make_algorithm
 from .executors import Executor, make_executor
 from .front import Front
-from .objectives import Constraint, Objective, minimised, violations
+from .objectives import Constraint, ConstraintError, Objective, minimised, missing_constraint_metrics, violations
 from .progress import Progress
 from ..core.trial import COMPLETE, FAILED, Trial, TrialError  # noqa: F401  (TrialError re-exported)
 
@@ -260,6 +260,10 @@ class Study:
             os.fsync(f.fileno())
         if self.tracker is not None:
             self.tracker.log_trial(trial)
+        if state == COMPLETE and self.spec.constraints:  # recorded first: nothing is lost
+            missing = missing_constraint_metrics(self.spec.constraints, metrics)
+            if missing:
+                raise ConstraintError(missing)
         return trial
 
     def _values(self, trials: list[Trial]) -> np.ndarray:
