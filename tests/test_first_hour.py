@@ -109,3 +109,28 @@ def test_a_constraint_on_a_metric_never_returned_is_an_error(tmp_path, capsys, m
     assert main(["run", str(r), "-q"]) == 2
     err = capsys.readouterr().err
     assert "constraints.mem: the evaluator returned no 'mem'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("{runtime: ort, provider: cuda}", "targets.t.provider: 'cuda' is not in this onnxruntime build (available here: cpu"),
+    ("{runtime: torch, device: cuda}", "targets.t.device: 'cuda' has no GPU on this machine (available here: cpu"),
+    ("{runtime: tvm, target: {kind: nosuch}}", "targets.t: target {'kind': 'nosuch'}: kind 'nosuch' is not one of"),
+])
+def test_a_target_this_machine_cannot_run_is_a_recipe_error(tmp_path, capsys, target, expected):
+    import onnxruntime
+    import torch
+
+    if "cuda" in target and ("CUDAExecutionProvider" in onnxruntime.get_available_providers()
+                             or torch.cuda.is_available()):
+        pytest.skip("this machine has CUDA, so a cuda target is valid here")
+    r = _recipe(tmp_path, f"""
+        name: t
+        workload: {{name: convnet_latency, resolution: 32}}
+        targets: {{t: {target}}}
+        objectives: {{latency_ms: {{direction: minimize, target: t}}, params_m: maximize}}
+        search: {{algorithm: random, budget: 2}}
+        tracking: false
+    """)
+    assert main(["validate", str(r)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert expected in err

@@ -74,7 +74,10 @@ def parse_target(spec: dict | str | None) -> dict:
     try:
         tvm.target.Target(out)
     except Exception as e:  # noqa: BLE001 - TVM's own reason for a bad target
-        raise ValueError(f"target {spec!r}: {str(e).strip().splitlines()[0][:200]}") from None
+        msg = str(e).strip().splitlines()[0][:200]
+        if "is not defined" in msg:
+            msg = f"kind {out.get('kind')!r} is not one of {', '.join(sorted(tvm.target.Target.list_kinds()))}"
+        raise ValueError(f"target {spec!r}: {msg}") from None
     return out
 
 
@@ -463,6 +466,12 @@ class TvmTarget(Target):
         super().__init__(name, cache, target=tgt, frontend=frontend, batch=int(batch), threads=int(threads),
                          opt_level=int(opt_level), tune=int(tune),
                          tune_dir=str(Path(tune_dir).resolve()) if int(tune) > 0 else None, **settings)
+
+    def unavailable(self):
+        kind = self.settings["target"]["kind"]
+        if device_type(self.settings["target"]) == "cpu" or _tvm().device(kind).exist:
+            return None
+        return f"target: this machine has no {kind!r} device for TVM to run on (available here: llvm)"
 
     def _tune_dir_name(self, target: dict, settings: dict) -> str:
         return target_hash(target)
