@@ -134,3 +134,38 @@ def test_a_target_this_machine_cannot_run_is_a_recipe_error(tmp_path, capsys, ta
     assert main(["validate", str(r)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert expected in err
+
+
+def test_run_id_is_announced_before_the_first_trial_and_ctrl_c_says_how_to_resume(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    (tmp_path / "slowmod.py").write_text("import sys\ndef fn(c):\n    print('TRIAL', file=sys.stderr, flush=True)\n"
+                                          "    return {'f': c['a']}\n")
+    r = _fn_recipe(tmp_path, "slowmod:fn")
+    out = subprocess.run([sys.executable, "-m", "tradeoff.cli", "run", str(r), "-q"], capture_output=True, text=True,
+                         env=subprocess_env(tmp_path), cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    head = out.stderr.split("TRIAL")[0]
+    run_id = out.stdout.split("run id: ")[1].split()[0]
+    assert f"run id: {run_id} (resume with: tradeoff run --resume {run_id})" in head
+
+    calls = []
+
+    def interrupt_third(c):
+        calls.append(c)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return {"f1": c["a"], "f2": -c["a"] + c["b"]}
+
+    space = Space({"a": Choice(list(range(10))), "b": Choice([0, 1])})
+    with pytest.raises(tradeoff.api.SearchInterrupted, match=r"interrupted after 2 trials; resume with "
+                                                              r"tradeoff.search\(\.\.\., resume='(\w+)'\)") as e:
+        tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, interrupt_third, budget=8,
+                        algorithm="random", tracking=None, batch_size=4)
+    rid = str(e.value).split("resume='")[1].split("'")[0]
+    front = tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, interrupt_third, budget=8,
+                            algorithm="random", tracking=None, resume=rid)
+    assert front.run_id == rid and len(front.trials) == 8

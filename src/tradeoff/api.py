@@ -70,7 +70,7 @@ def search(
     tracker = make_tracker(tracking, name)
     if resume:
         study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress)
-        return _warn_failures(study.run())
+        return _warn_failures(_run(study))
     spec = StudySpec(
         objectives=parse_objectives(objectives),
         constraints=parse_constraints(constraints),
@@ -86,7 +86,22 @@ def search(
     algo = algorithm if isinstance(algorithm, Algorithm) else make_algorithm(algorithm, **(algorithm_options or {}))
     study = Study(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor,
                   progress=progress, initial=list(initial), info=dict(info or {}))
-    return _warn_failures(study.run())
+    return _warn_failures(_run(study))
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a search: the message says how to resume it."""
+
+
+def _run(study: Study) -> Front:
+    try:
+        return study.run()
+    except SearchInterrupted:
+        raise
+    except KeyboardInterrupt:
+        msg = (f"search {study.run_id} interrupted after {len(study.trials)} trials; resume with "
+               f"tradeoff.search(..., resume={study.run_id!r}) (same space, objectives and evaluate)")
+        raise SearchInterrupted(msg) from None
 
 
 def _warn_failures(front: Front) -> Front:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import yaml
@@ -50,7 +51,13 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
     study = Study(wl.space, wl.evaluate, spec, algorithm=algo, tracker=_tracker(recipe), executor=_executor(recipe),
                   progress=progress, initial=list(s.initial), info=info)
     (study.run_dir / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    announce(study.run_id)
     return study.run(), study.run_id
+
+
+def announce(run_id: str) -> None:
+    """The run id and how to resume, before the first trial, so a ``kill -9`` cannot lose them."""
+    print(f"run id: {run_id} (resume with: tradeoff run --resume {run_id})", file=sys.stderr, flush=True)
 
 
 def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tuple[Front, str]:

@@ -26,6 +26,7 @@ class Front:
     trials: list[Trial]
     constraints: list[Constraint] = field(default_factory=list)
     reference_point: dict[str, float] | None = None  # user units; derived when None
+    run_id: str | None = None       # the search's id: tradeoff show / resume take it
     stop_reason: str | None = None  # why the search stopped before its budget (e.g. the space is exhausted)
 
     # -- views -------------------------------------------------------------------------------

@@ -96,7 +96,8 @@ def load_trials(run_dir: Path) -> list[Trial]:
 
 def load_front(run_dir: Path) -> Front:
     spec = StudySpec.from_json(json.loads((Path(run_dir) / "study.json").read_text())["spec"])
-    return Front(spec.objectives, load_trials(run_dir), spec.constraints, spec.reference_point)
+    return Front(spec.objectives, load_trials(run_dir), spec.constraints, spec.reference_point,
+                 run_id=Path(run_dir).name)
 
 
 class Study:
@@ -221,7 +222,7 @@ class Study:
 
     def front(self) -> Front:
         return Front(self.spec.objectives, list(self.trials), self.spec.constraints, self.spec.reference_point,
-                     stop_reason=self.stop_reason)
+                     run_id=self.run_id, stop_reason=self.stop_reason)
 
     def _exhausted(self) -> bool:
         """Every config of a finite space has been evaluated (a table's rows when it knows them)."""
