@@ -169,3 +169,31 @@ def test_run_id_is_announced_before_the_first_trial_and_ctrl_c_says_how_to_resum
     front = tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, interrupt_third, budget=8,
                             algorithm="random", tracking=None, resume=rid)
     assert front.run_id == rid and len(front.trials) == 8
+
+
+def test_show_says_interrupted_names_the_store_and_lists_states(tmp_path, capsys):
+    calls = []
+
+    def flaky(c):
+        calls.append(c)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        if c["b"] == 1:
+            raise TrialError("b=1 is broken")
+        return {"f1": c["a"], "f2": -c["a"]}
+
+    space = Space({"a": Choice(list(range(10))), "b": Choice([0, 1])})
+    with pytest.raises(tradeoff.api.SearchInterrupted) as e:
+        tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, flaky, budget=8, algorithm="random",
+                        tracking=None, batch_size=4, seed=1)
+    rid = str(e.value).split("resume='")[1].split("'")[0]
+    assert main(["show", rid, "--all"]) == 0
+    out = capsys.readouterr().out
+    assert f"status: interrupted at 2/8 trials (or still running); resume with: tradeoff run --resume {rid}" in out
+    assert "finished" not in out
+    assert "state" in out and "reason" in out and ("complete" in out or "b=1 is broken" in out)
+
+    assert main(["show", "nosuchrun"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) <= 2 and "no run 'nosuchrun'" in err and "mlflow.db" in err
+    assert not (tmp_path / "mlflow.db").exists()

@@ -18,7 +18,7 @@ from .recipe import RecipeError, load_recipe
 
 # a file or pipe gets wide lines rather than rich's 80-column default
 console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
 
 def recipe_dirs() -> list[Path]:
@@ -118,16 +118,36 @@ def cmd_show(args) -> int:
     if (run_dir / "study.json").exists():
         front = load_front(run_dir)
         if args.all:
-            console.print(front.to_frame(front.trials).to_string(index=False))
-        print_front(front, args.run_id)
-        state = "finished" if (run_dir / "front.json").exists() else "running or interrupted"
-        console.print(f"status: {state}; run dir: {run_dir}", highlight=False)
-        return 0
-    from .tracking.mlflow import read_run
+            from .tracking.mlflow import trials_frame
 
-    info = read_run(args.run_id, args.uri)
+            console.print(trials_frame(front).to_string(index=False), highlight=False)
+        print_front(front, args.run_id)
+        console.print(f"status: {run_status(run_dir, front)}; run dir: {run_dir}", highlight=False)
+        return 0
+    from .tracking.mlflow import default_tracking_uri, read_run
+
+    uri = args.uri or default_tracking_uri()
+    db = uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else None
+    if db is not None and not Path(db).exists():  # opening it would create an empty store
+        raise FileNotFoundError(f"no run {args.run_id!r}: not under {run_dir.parent} and no MLflow store at {db}")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        info = read_run(args.run_id, uri)
+    except MlflowException:
+        raise FileNotFoundError(f"no run {args.run_id!r}: not under {run_dir.parent} nor in the MLflow store {uri}") from None
     console.print_json(json.dumps(info, default=str))
     return 0
+
+
+def run_status(run_dir: Path, front) -> str:
+    """finished, or where an interrupted run stopped and the command that resumes it."""
+    if (run_dir / "front.json").exists():
+        return "finished"
+    spec = json.loads((run_dir / "study.json").read_text()).get("spec", {})
+    budget = spec.get("budget")
+    return (f"interrupted at {len(front.trials)}/{budget if budget is not None else '?'} trials (or still running); "
+            f"resume with: tradeoff run --resume {run_dir.name}")
 
 
 def cmd_recipes(args) -> int:
