@@ -197,3 +197,25 @@ def test_show_says_interrupted_names_the_store_and_lists_states(tmp_path, capsys
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) <= 2 and "no run 'nosuchrun'" in err and "mlflow.db" in err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_relative_paths_and_modules_resolve_beside_the_recipe(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "rows.csv").write_text("w,d,err,cost\n1,1,0.5,1\n1,2,0.4,2\n2,1,0.3,3\n2,2,0.2,4\n")
+    (proj / "besidemod_a.py").write_text("def fn(c):\n    return {'f': c['a']}\n")
+    (proj / "table.yaml").write_text("name: t\nworkload: {name: table, path: rows.csv, params: [w, d]}\n"
+                                     "objectives: {err: minimize, cost: minimize}\n"
+                                     "search: {algorithm: random, budget: 4}\ntracking: false\n")
+    (proj / "fn.yaml").write_text("name: f\nworkload: {name: function, function: besidemod_a:fn, space: {a: [1, 2]}}\n"
+                                  "objectives: {f: minimize}\nsearch: {algorithm: random, budget: 2}\ntracking: false\n")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert main(["run", "../proj/table.yaml", "-q"]) == 0
+    assert "4 trials (0 failed" in capsys.readouterr().out
+    assert main(["run", "../proj/fn.yaml", "-q"]) == 0
+    assert "2 trials (0 failed" in capsys.readouterr().out

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .engine.objectives import DIRECTIONS, parse_constraint
 from .spaces.space import SpaceError
@@ -74,6 +75,7 @@ class Recipe(_Strict):
     targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     search: SearchCfg = Field(default_factory=SearchCfg)
     tracking: TrackingCfg | bool = Field(default_factory=TrackingCfg)
+    _base_dir: Path | None = PrivateAttr(None)  # the recipe file's folder: relative paths and modules are found there
 
     @field_validator("objectives")
     @classmethod
@@ -184,6 +186,7 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
 
 def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -> tuple[Recipe, str]:
     """Read, override and validate a recipe; returns it with its original text."""
+    base_dir = None
     if isinstance(source, dict):
         data, text = copy.deepcopy(source), yaml.safe_dump(source, sort_keys=False)
     else:
@@ -195,14 +198,33 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise RecipeError(f"{path}: not valid YAML: {e}") from None
+        base_dir = path.resolve().parent
     if not isinstance(data, dict):
         raise RecipeError("a recipe is a YAML mapping with name, workload, objectives, search, ...")
     for k, v in parse_overrides(overrides or []):
         set_path(data, k, v)
+    if base_dir is not None:
+        _anchor_paths(data, base_dir)
     try:
-        return Recipe.model_validate(data), text
+        recipe = Recipe.model_validate(data)
     except ValidationError as e:
         raise RecipeError(_format_errors(e)) from None
+    recipe._base_dir = base_dir
+    return recipe, text
+
+
+def _anchor_paths(data: dict, base_dir: Path) -> None:
+    """A relative ``workload.path`` means a file beside the recipe, wherever the command is run from."""
+    wl = data.get("workload")
+    if isinstance(wl, dict) and isinstance(wl.get("path"), str) and not Path(wl["path"]).expanduser().is_absolute():
+        wl["path"] = str(base_dir / wl["path"])
+
+
+def importable_recipe_dir(recipe: Recipe) -> None:
+    """Let ``function:`` and ``python:`` name modules that sit beside the recipe file."""
+    d = recipe._base_dir
+    if d is not None and str(d) not in sys.path:
+        sys.path.insert(0, str(d))
 
 
 # -- building the pieces ---------------------------------------------------------------------
@@ -211,6 +233,7 @@ def build_workload(recipe: Recipe):
     """The recipe's workload, with objectives and constraints checked against its metrics."""
     from .workloads import make_workload
 
+    importable_recipe_dir(recipe)
     opts = dict(recipe.workload_options)
     name = recipe.workload_name
     if recipe.space is not None:
