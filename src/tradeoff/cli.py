@@ -85,7 +85,12 @@ def print_front(front, run_id: str) -> None:
     else:
         ref = front.reference()
         ref_s = ", ".join(f"{k}={v:.5g}" for k, v in ref.items())
-        console.print(f"{front.summary()} (reference point: {ref_s})", highlight=False)
+        source = f"; {front.reference_source}" if front.reference_source else "; this run's nadir +10%"
+        console.print(f"{front.summary()} (reference point: {ref_s}{source})", highlight=False)
+        out = front.outside_reference()
+        if out:
+            console.print(f"{out} of {len(front.members)} front points lie outside the reference point and add "
+                          f"nothing to its hypervolume; {front.hypervolume_text()}", highlight=False)
     if front.stop_reason:
         console.print(f"stopped early: {front.stop_reason}", highlight=False)
     console.print(f"run id: {run_id}", highlight=False)

@@ -87,6 +87,13 @@ class Recipe(_Strict):
                 raise ValueError(f"{name}: {o!r} is not one of {', '.join(DIRECTIONS)}")
         return v
 
+    @model_validator(mode="after")
+    def _reference_names_the_objectives(self):
+        if self.reference_point is not None and set(self.reference_point) != set(self.objectives):
+            raise ValueError(f"reference_point: give one value per objective ({', '.join(self.objectives)}), "
+                             f"got {', '.join(self.reference_point) or 'none'}")
+        return self
+
     @field_validator("constraints")
     @classmethod
     def _constraints(cls, v):

@@ -16,6 +16,7 @@ import numpy as np
 from .objectives import Constraint, Objective
 from ..core.pareto import derive_reference, hypervolume, nondominated_mask  # noqa: F401  (re-exported)
 from ..core.trial import Trial
+from .reference import DERIVED, label as ref_label, outside
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Front:
     trials: list[Trial]
     constraints: list[Constraint] = field(default_factory=list)
     reference_point: dict[str, float] | None = None  # user units; derived when None
+    reference_source: str | None = None  # where reference_point came from: recipe, experiment NAME, ...
     run_id: str | None = None       # the search's id: tradeoff show / resume take it
     stop_reason: str | None = None  # why the search stopped before its budget (e.g. the space is exhausted)
 
@@ -80,6 +82,29 @@ class Front:
             return {n: math.nan for n in self.names}
         ref = derive_reference(F)
         return {n: float(s * r) for n, s, r in zip(self.names, self._signs(), ref)}
+
+    def own_reference(self) -> dict[str, float]:
+        """This run's own reference (nadir of its feasible trials + 10%), whatever reference_point says."""
+        return Front(self.objectives, self.trials, self.constraints).reference()
+
+    def outside_reference(self, reference: Mapping[str, float] | None = None) -> int:
+        """Front members that do not dominate the reference point, so count for nothing in its hypervolume."""
+        ref = reference if reference is not None else self.reference_point
+        return outside(self.objectives, self.values(self.members), ref)
+
+    def hypervolume_text(self) -> str:
+        """The hypervolume as the progress line shows it: the value, its reference, and what lies outside."""
+        if not self.members:
+            return "HV -"
+        hv = f"HV {self.hypervolume():.5g} @ {ref_label(self.reference_point, self.reference_source)}"
+        out = self.outside_reference()
+        if not out:
+            return hv
+        n = len(self.members)
+        if out < n:
+            return f"{hv}; {out}/{n} front points outside it"
+        own = self.hypervolume(self.own_reference())
+        return f"{hv}; all {n} front points outside it, HV {own:.5g} @ ref {DERIVED}"
 
     def _ref_min(self, reference: Mapping[str, float] | None) -> np.ndarray:
         ref = self.reference(reference)

@@ -95,9 +95,10 @@ def load_trials(run_dir: Path) -> list[Trial]:
 
 
 def load_front(run_dir: Path) -> Front:
-    spec = StudySpec.from_json(json.loads((Path(run_dir) / "study.json").read_text())["spec"])
+    meta = json.loads((Path(run_dir) / "study.json").read_text())
+    spec = StudySpec.from_json(meta["spec"])
     return Front(spec.objectives, load_trials(run_dir), spec.constraints, spec.reference_point,
-                 run_id=Path(run_dir).name)
+                 reference_source=(meta.get("info") or {}).get("reference_source"), run_id=Path(run_dir).name)
 
 
 class Study:
@@ -138,6 +139,7 @@ class Study:
         self.algorithm = algorithm
         if run_id is None:
             run_id = tracker.start(self._describe()) if tracker is not None else uuid.uuid4().hex[:12]
+            self._adopt_reference()
         self.run_id = run_id
         self.run_dir = run_dir_for(run_id)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -220,8 +222,20 @@ class Study:
                 self._write_json("front.json", json.loads(front.to_json()))
         return front
 
+    def _adopt_reference(self) -> None:
+        """Given a reference point, say so; else take the experiment's shared one (see engine.reference)."""
+        if self.spec.reference_point:
+            self.info.setdefault("reference_source", "given")
+            return
+        shared = getattr(self.tracker, "shared_reference", None)
+        point = shared(self.spec.objectives) if shared is not None else None
+        if point:
+            self.spec.reference_point = point
+            self.info["reference_source"] = f"experiment {getattr(self.tracker, 'experiment', '')}".strip()
+
     def front(self) -> Front:
         return Front(self.spec.objectives, list(self.trials), self.spec.constraints, self.spec.reference_point,
+                     reference_source=self.info.get("reference_source"),
                      run_id=self.run_id, stop_reason=self.stop_reason)
 
     def _exhausted(self) -> bool:

@@ -102,6 +102,12 @@ class MlflowTracker:
             self.client.log_text(self.run_id, _yaml(info["resolved"]), "resolved.yaml")
         return self.run_id
 
+    def shared_reference(self, objectives) -> dict[str, float] | None:
+        """The experiment's reference point for these objectives, fixed by its first run (None before)."""
+        from .reference import read_shared_reference
+
+        return read_shared_reference(self.client, self.experiment_id, objectives)
+
     def reopen(self, run_id: str) -> None:
         """Resume logging under ``run_id``; children of trials the local log lacks (logged after the
         checkpoint that was resumed, e.g. before a ``kill -9``) are deleted, since they run again."""
@@ -183,7 +189,23 @@ class MlflowTracker:
                    "n_failed": len(front.failed), "n_infeasible": infeasible}
         tags = {"mlflow.note.content": front.summary(),
                 "reference_point": _clip(json.dumps(front.reference()), TAG_LIMIT)}
+        tags.update(self._shared_reference_tags(front, metrics))
         self._batch(self.run_id, metrics=metrics, tags=tags, step=n)
+
+    def _shared_reference_tags(self, front: Front, metrics: dict) -> dict[str, str]:
+        """Fix the experiment's reference with the first run's; add this run's own hypervolume beside it."""
+        from .reference import record_shared_reference
+
+        ref = front.reference()
+        if record_shared_reference(self.client, self.experiment_id, front.objectives, ref, self.run_id):
+            source = front.reference_source or "fixed by this run (nadir +10%)"
+        else:
+            source = front.reference_source or "this run only"
+        tags = {"reference_source": source}
+        if front.reference_point is not None and front.members:
+            metrics["hypervolume_own"] = front.hypervolume(front.own_reference())
+            tags["reference_outside"] = str(front.outside_reference())
+        return tags
 
     # -- helpers -------------------------------------------------------------------------------
     def _experiment_id(self) -> str:
