@@ -10,12 +10,16 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
+import math
 import os
+import queue
 import platform
 import re
 import socket
 import sys
 import tempfile
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -44,6 +48,12 @@ VERSIONED = {
 }
 
 
+def quiet_mlflow() -> None:
+    """Keep MLflow's and Alembic's INFO lines (store creation, migrations) off the user's terminal."""
+    for name in ("mlflow.store", "mlflow.tracking", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def default_tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``mlflow.db`` in the working directory."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -64,7 +74,8 @@ class MlflowTracker:
     """Logs a Study to MLflow: called by the Study at start, per trial, per batch and at the end."""
 
     def __init__(self, uri: str | None = None, experiment: str = "tradeoff", run_name: str = "search",
-                 log_trials: bool = True):
+                 log_trials: bool = True, checkpoint_every_s: float = 30.0):
+        quiet_mlflow()
         self.uri = uri or default_tracking_uri()
         self.experiment = experiment
         self.run_name = run_name
@@ -75,6 +86,11 @@ class MlflowTracker:
         self._source = _source_tags()
         self.trial_seconds = 0.0    # time spent logging trials, to keep an eye on its cost
         self.trials_logged = 0
+        self.checkpoint_every_s = checkpoint_every_s
+        self._last_checkpoint = -math.inf
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self.write_errors: list[str] = []
 
     # -- the parent run ------------------------------------------------------------------------
     def start(self, info: Mapping[str, Any]) -> str:
@@ -131,13 +147,49 @@ class MlflowTracker:
                 return out
 
     def finish(self, status: str) -> None:
+        self.flush()
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status)
 
     # -- per trial / per batch -----------------------------------------------------------------
     def log_trial(self, trial: Trial) -> None:
+        """Queue the trial's child run; a writer thread logs it, so the search never waits on the store."""
         if not self.log_trials or self.run_id is None:
             return
+        self._writer().put(trial)
+
+    def flush(self) -> None:
+        """Wait until every queued trial is logged (called before the end, a resume and a comparison)."""
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = self._thread = None
+        if self.write_errors:
+            import warnings
+
+            warnings.warn(f"MLflow: {len(self.write_errors)} trial(s) were not logged: {self.write_errors[0]}",
+                          stacklevel=2)
+            self.write_errors = []
+
+    def _writer(self) -> "queue.Queue":
+        if self._queue is None:
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._write_trials, args=(self._queue,), daemon=True,
+                                            name="tradeoff-mlflow-trials")
+            self._thread.start()
+        return self._queue
+
+    def _write_trials(self, q: "queue.Queue") -> None:
+        while True:
+            trial = q.get()
+            if trial is None:
+                return
+            try:
+                self._log_trial_now(trial)
+            except Exception as e:  # noqa: BLE001 - a store hiccup must not stop the search
+                self.write_errors.append(f"trial {trial.number}: {type(e).__name__}: {e}")
+
+    def _log_trial_now(self, trial: Trial) -> None:
         t0 = time.perf_counter()
         now = int(time.time() * 1000)
         tags = {**self._source, "mlflow.parentRunId": self.run_id, "tradeoff.kind": "trial",
@@ -157,10 +209,15 @@ class MlflowTracker:
         self.trial_seconds += time.perf_counter() - t0
         self.trials_logged += 1
 
-    def log_checkpoint(self, run_dir: Path) -> None:
-        """Upload the run directory's checkpoint, so the search can resume on another machine."""
+    def log_checkpoint(self, run_dir: Path, force: bool = False) -> None:
+        """Upload the run directory's checkpoint, so the search can resume on another machine: at most every
+        ``checkpoint_every_s`` (the local checkpoint is written after every batch), and always at the end."""
         if self.run_id is None:
             return
+        now = time.monotonic()
+        if not force and now - self._last_checkpoint < self.checkpoint_every_s:
+            return
+        self._last_checkpoint = now
         for name in CHECKPOINT_FILES:
             path = Path(run_dir) / name
             if path.exists():
@@ -171,6 +228,7 @@ class MlflowTracker:
         """Write the front's tables and plots into the run directory, then log them on the parent."""
         if self.run_id is None:
             return
+        self.flush()
         from .plots import plot_front, plot_hypervolume
 
         run_dir = Path(run_dir)
@@ -182,7 +240,7 @@ class MlflowTracker:
         plot_hypervolume(front, run_dir / "hypervolume.png", title=self.run_name)
         for name in ("front.csv", "front.json", "trials.csv", "front.png", "hypervolume.png"):
             self.client.log_artifact(self.run_id, str(run_dir / name))
-        self.log_checkpoint(run_dir)  # trials.jsonl now holds the trials after the last checkpoint too
+        self.log_checkpoint(run_dir, force=True)  # trials.jsonl now holds the trials after the last checkpoint too
         n = len(front.trials)
         infeasible = sum(1 for t in front.trials if t.ok and not t.feasible)
         metrics = {"hypervolume": front.hypervolume(), "front_size": len(front.members), "n_trials": n,
