@@ -9,7 +9,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "search": ".api",
+    "search": ".api", "compare": ".api",
     "Space": ".spaces.space", "SpaceError": ".spaces.space",
     "Choice": ".spaces.params", "Int": ".spaces.params", "Float": ".spaces.params", "Bits": ".spaces.params",
     "Mask": ".spaces.params",

@@ -125,7 +125,7 @@ def _resolve(space, objectives, evaluate, constraints, targets, info):
         if evaluate is not None:
             raise TypeError("search(workload, ...): the workload evaluates; pass no evaluate")
         wl = compose_workload(space, objectives if isinstance(objectives, Mapping) else {}, constraints, targets)
-        info = {"workload": wl.name, "workload_info": wl.info, **dict(info or {})}
+        info = {"workload": wl.name, "workload_info": wl.info, "targets": dict(targets or {}), **dict(info or {})}
         return wl.space, wl.evaluate, info
     if not isinstance(space, Space):
         hint = (" (a plain dict: wrap it as tradeoff.Space({'depth': tradeoff.Int(2, 8), "
@@ -136,3 +136,12 @@ def _resolve(space, objectives, evaluate, constraints, targets, info):
     if evaluate is None:
         raise TypeError("search(space, objectives, evaluate): evaluate(config) -> {metric: value} is required with a Space")
     return space, evaluate, info
+
+
+def compare(run_ids: list[str], experiment: str | None = None, uri: str | None = None, out_dir: Any = None,
+            log: bool = True):
+    """Compare searches at one reference point: a table (``.rows``), overlays of their fronts and
+    hypervolume curves (``.fronts_png``, ``.hypervolume_png``), logged to MLflow as a comparison run."""
+    from .tracking.compare import compare as _compare
+
+    return _compare(list(run_ids), experiment=experiment, uri=uri, out_dir=out_dir, log=log)

@@ -155,6 +155,24 @@ def run_status(run_dir: Path, front) -> str:
             f"resume with: tradeoff run --resume {run_dir.name}")
 
 
+def cmd_compare(args) -> int:
+    from .tracking.compare import compare
+
+    c = compare(args.run_ids, experiment=args.experiment, uri=args.uri, out_dir=args.out, log=not args.no_log)
+    t = Table(title=f"Compared at reference {', '.join(f'{k}={v:.5g}' for k, v in c.reference.items())} "
+                    f"({c.reference_source})", title_justify="left")
+    for col in c.rows[0]:
+        t.add_column(col, justify="left" if col in ("run", "algorithm") else "right")
+    for r in c.rows:
+        t.add_row(*[_fmt(v) for v in r.values()])
+    console.print(t)
+    console.print(f"fronts: {c.fronts_png}\nhypervolume curves: {c.hypervolume_png}\ntable: {c.table_csv}",
+                  highlight=False)
+    if c.run_id:
+        console.print(f"logged as comparison run {c.run_id} in experiment {c.experiment}", highlight=False)
+    return 0
+
+
 def cmd_recipes(args) -> int:
     import yaml
 
@@ -218,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true", help="also print every trial")
     s.add_argument("--uri", help="MLflow tracking URI, when the run is not in the local run store")
     s.set_defaults(fn=cmd_show)
+
+    c = sub.add_parser("compare", help="compare searches: a table, overlaid fronts and hypervolume curves")
+    c.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    c.add_argument("--experiment", help="log the comparison in this experiment (default: the first run's)")
+    c.add_argument("--uri", help="MLflow tracking URI (default: the local store)")
+    c.add_argument("--out", help="folder for the plots and table (default: ./comparisons/...)")
+    c.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
+    c.set_defaults(fn=cmd_compare)
 
     sub.add_parser("recipes", help="list the shipped recipes").set_defaults(fn=cmd_recipes)
 

@@ -67,6 +67,25 @@ class Front:
         out = [t for t, k in zip(pool, keep) if k]
         return sorted(out, key=lambda t: (self._signs()[0] * t.metrics[self.names[0]], t.number))
 
+    def best(self) -> dict[str, float]:
+        """The best feasible value of each objective (in its own direction), NaN when none."""
+        pool = self.feasible
+        out = {}
+        for o in self.objectives:
+            vals = [t.metrics[o.name] for t in pool]
+            out[o.name] = (min(vals) if o.direction == "minimize" else max(vals)) if vals else math.nan
+        return out
+
+    def knee(self) -> Trial | None:
+        """The member closest to the ideal point once each objective is scaled to [0, 1] over the front."""
+        members = self.members
+        if not members:
+            return None
+        F = self.values(members)
+        lo, hi = F.min(axis=0), F.max(axis=0)
+        scaled = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+        return members[int(np.argmin(np.linalg.norm(scaled, axis=1)))]
+
     # -- hypervolume -------------------------------------------------------------------------
     def reference(self, reference: Mapping[str, float] | None = None) -> dict[str, float]:
         """The reference point in user units: given, else stored, else nadir of the feasible trials + 10%."""

@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..engine.front import Front
+from .curves import curves, grouping_tags, summary_metrics
 from ..engine.study import load_trials, run_dir_for
 from ..core.trial import Trial
 
@@ -91,6 +92,8 @@ class MlflowTracker:
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self.write_errors: list[str] = []
+        self._t0 = time.time()
+        self._wall: dict[int, float] = {}    # trial number -> seconds since this session's start, when it finished
 
     # -- the parent run ------------------------------------------------------------------------
     def start(self, info: Mapping[str, Any]) -> str:
@@ -100,6 +103,8 @@ class MlflowTracker:
         tags["space"] = _clip(json.dumps(space), TAG_LIMIT)
         if info.get("recipe_path"):
             tags["recipe_path"] = str(info["recipe_path"])
+        tags.update(grouping_tags(info, info.get("spec") or {}))
+        self._t0 = time.time()
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.run_name)
         self.run_id = run.info.run_id
         params = flatten(info.get("spec") or {})
@@ -154,9 +159,11 @@ class MlflowTracker:
     # -- per trial / per batch -----------------------------------------------------------------
     def log_trial(self, trial: Trial) -> None:
         """Queue the trial's child run; a writer thread logs it, so the search never waits on the store."""
-        if not self.log_trials or self.run_id is None:
+        if self.run_id is None:
             return
-        self._writer().put(trial)
+        self._wall[trial.number] = time.time() - self._t0
+        if self.log_trials:
+            self._writer().put(trial)
 
     def flush(self) -> None:
         """Wait until every queued trial is logged (called before the end, a resume and a comparison)."""
@@ -248,7 +255,19 @@ class MlflowTracker:
         tags = {"mlflow.note.content": front.summary(),
                 "reference_point": _clip(json.dumps(front.reference()), TAG_LIMIT)}
         tags.update(self._shared_reference_tags(front, metrics))
+        metrics.update(summary_metrics(front, time.time() - self._t0))
+        rows = curves(front, self._wall)
+        if rows:  # the curve's last point is the final hypervolume, at the same step
+            metrics.pop("hypervolume")
+            self._log_steps(rows)
         self._batch(self.run_id, metrics=metrics, tags=tags, step=n)
+
+    def _log_steps(self, rows) -> None:
+        """Step-wise curves (step = trials done) in as few log_batch calls as MLflow allows."""
+        ts = int(time.time() * 1000)
+        ms = [Metric(_key(k), v, ts + step, step) for k, v, step in rows]  # distinct timestamps keep each point
+        for i in range(0, len(ms), BATCH_METRICS):
+            self.client.log_batch(self.run_id, metrics=ms[i:i + BATCH_METRICS])
 
     def _shared_reference_tags(self, front: Front, metrics: dict) -> dict[str, str]:
         """Fix the experiment's reference with the first run's; add this run's own hypervolume beside it."""
