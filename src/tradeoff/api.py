@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Mapping
 
 from .engine.algorithms.base import Algorithm, make_algorithm
@@ -59,13 +60,17 @@ def search(
     its evaluate is used, and a model workload is measured on ``targets`` (as in a recipe:
     ``{"cpu": {"runtime": "ort", "threads": 1}}``; objectives pick one with ``{"target": "cpu"}``).
     """
-    space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     if budget is None and time_budget_s is None:
         raise ValueError("give a budget (trials) and/or time_budget_s (seconds)")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
+        raise ValueError(f"budget: a positive whole number of trials, got {budget!r}")
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise ValueError(f"time_budget_s: a positive number of seconds, got {time_budget_s!r}")
+    space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     tracker = make_tracker(tracking, name)
     if resume:
         study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress)
-        return study.run()
+        return _warn_failures(_run(study))
     spec = StudySpec(
         objectives=parse_objectives(objectives),
         constraints=parse_constraints(constraints),
@@ -82,7 +87,35 @@ def search(
     study = Study(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor,
                   progress=progress, initial=list(initial), info=dict(info or {}),
                   algorithm_options=dict(algorithm_options or {}))
-    return study.run()
+    return _warn_failures(_run(study))
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a search: the message says how to resume it."""
+
+
+def _run(study: Study) -> Front:
+    try:
+        return study.run()
+    except SearchInterrupted:
+        raise
+    except KeyboardInterrupt:
+        msg = (f"search {study.run_id} interrupted after {len(study.trials)} trials; resume with "
+               f"tradeoff.search(..., resume={study.run_id!r}) (same space, objectives and evaluate)")
+        raise SearchInterrupted(msg) from None
+
+
+def _warn_failures(front: Front) -> Front:
+    """Say why trials failed (grouped, with counts), loudly when nothing worked at all."""
+    report = front.failure_report()
+    if report:
+        head = "no trial completed and met the constraints. " if not front.feasible else ""
+        warnings.warn(head + report, SearchWarning, stacklevel=3)
+    return front
+
+
+class SearchWarning(UserWarning):
+    """A search finished but some (or all) of its trials failed or were infeasible."""
 
 
 def _resolve(space, objectives, evaluate, constraints, targets, info):
@@ -93,10 +126,23 @@ def _resolve(space, objectives, evaluate, constraints, targets, info):
         if evaluate is not None:
             raise TypeError("search(workload, ...): the workload evaluates; pass no evaluate")
         wl = compose_workload(space, objectives if isinstance(objectives, Mapping) else {}, constraints, targets)
-        info = {"workload": wl.name, "workload_info": wl.info, **dict(info or {})}
+        info = {"workload": wl.name, "workload_info": wl.info, "targets": dict(targets or {}), **dict(info or {})}
         return wl.space, wl.evaluate, info
+    if not isinstance(space, Space):
+        hint = (" (a plain dict: wrap it as tradeoff.Space({'depth': tradeoff.Int(2, 8), "
+                "'width': tradeoff.Choice([16, 32])}))" if isinstance(space, Mapping) else "")
+        raise TypeError(f"space: pass a tradeoff.Space or a Workload, not a {type(space).__name__}{hint}")
     if targets:
         raise TypeError("search(..., targets=...): targets measure a model workload; pass a Workload, not a Space")
     if evaluate is None:
         raise TypeError("search(space, objectives, evaluate): evaluate(config) -> {metric: value} is required with a Space")
     return space, evaluate, info
+
+
+def compare(run_ids: list[str], experiment: str | None = None, uri: str | None = None, out_dir: Any = None,
+            log: bool = True):
+    """Compare searches at one reference point: a table (``.rows``), overlays of their fronts and
+    hypervolume curves (``.fronts_png``, ``.hypervolume_png``), logged to MLflow as a comparison run."""
+    from .tracking.compare import compare as _compare
+
+    return _compare(list(run_ids), experiment=experiment, uri=uri, out_dir=out_dir, log=log)

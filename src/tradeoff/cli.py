@@ -13,6 +13,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .engine.objectives import ConstraintError
 from .recipe import RecipeError, load_recipe
 
 # a file or pipe gets wide lines rather than rich's 80-column default
@@ -76,10 +77,28 @@ def front_table(front, title: str = "Pareto front", limit: int | None = 50) -> T
 
 def print_front(front, run_id: str) -> None:
     console.print(front_table(front))
-    ref = front.reference()
-    ref_s = ", ".join(f"{k}={v:.5g}" for k, v in ref.items())
-    console.print(f"{front.summary()} (reference point: {ref_s})", highlight=False)
+    report = front.failure_report()
+    if report:
+        console.print(report, highlight=False)
+    if not front.feasible:
+        console.print(f"{front.summary()}: no trial completed and met the constraints", highlight=False)
+    else:
+        ref = front.reference()
+        ref_s = ", ".join(f"{k}={v:.5g}" for k, v in ref.items())
+        source = f"; {front.reference_source}" if front.reference_source else "; this run's nadir +10%"
+        console.print(f"{front.summary()} (reference point: {ref_s}{source})", highlight=False)
+        out = front.outside_reference()
+        if out:
+            console.print(f"{out} of {len(front.members)} front points lie outside the reference point and add "
+                          f"nothing to its hypervolume; {front.hypervolume_text()}", highlight=False)
+    if front.stop_reason:
+        console.print(f"stopped early: {front.stop_reason}", highlight=False)
     console.print(f"run id: {run_id}", highlight=False)
+
+
+def front_rc(front) -> int:
+    """1 when no trial is complete and feasible (a run with nothing to show is not a success), else 0."""
+    return 0 if front.feasible else 1
 
 
 def cmd_run(args) -> int:
@@ -94,7 +113,7 @@ def cmd_run(args) -> int:
         recipe, text = load_recipe(path, args.set)
         front, run_id = run_recipe(recipe, text, path, progress=not args.quiet)
     print_front(front, run_id)
-    return 0
+    return front_rc(front)
 
 
 def cmd_show(args) -> int:
@@ -104,15 +123,53 @@ def cmd_show(args) -> int:
     if (run_dir / "study.json").exists():
         front = load_front(run_dir)
         if args.all:
-            console.print(front.to_frame(front.trials).to_string(index=False))
-        print_front(front, args.run_id)
-        state = "finished" if (run_dir / "front.json").exists() else "running or interrupted"
-        console.print(f"status: {state}; run dir: {run_dir}", highlight=False)
-        return 0
-    from .tracking.mlflow import read_run
+            from .tracking.mlflow import trials_frame
 
-    info = read_run(args.run_id, args.uri)
+            console.print(trials_frame(front).to_string(index=False), highlight=False)
+        print_front(front, args.run_id)
+        console.print(f"status: {run_status(run_dir, front)}; run dir: {run_dir}", highlight=False)
+        return 0
+    from .tracking.mlflow import default_tracking_uri, read_run
+
+    uri = args.uri or default_tracking_uri()
+    db = uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else None
+    if db is not None and not Path(db).exists():  # opening it would create an empty store
+        raise FileNotFoundError(f"no run {args.run_id!r}: not under {run_dir.parent} and no MLflow store at {db}")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        info = read_run(args.run_id, uri)
+    except MlflowException:
+        raise FileNotFoundError(f"no run {args.run_id!r}: not under {run_dir.parent} nor in the MLflow store {uri}") from None
     console.print_json(json.dumps(info, default=str))
+    return 0
+
+
+def run_status(run_dir: Path, front) -> str:
+    """finished, or where an interrupted run stopped and the command that resumes it."""
+    if (run_dir / "front.json").exists():
+        return "finished"
+    spec = json.loads((run_dir / "study.json").read_text()).get("spec", {})
+    budget = spec.get("budget")
+    return (f"interrupted at {len(front.trials)}/{budget if budget is not None else '?'} trials (or still running); "
+            f"resume with: tradeoff run --resume {run_dir.name}")
+
+
+def cmd_compare(args) -> int:
+    from .tracking.compare import compare
+
+    c = compare(args.run_ids, experiment=args.experiment, uri=args.uri, out_dir=args.out, log=not args.no_log)
+    t = Table(title=f"Compared at reference {', '.join(f'{k}={v:.5g}' for k, v in c.reference.items())} "
+                    f"({c.reference_source})", title_justify="left")
+    for col in c.rows[0]:
+        t.add_column(col, justify="left" if col in ("run", "algorithm") else "right")
+    for r in c.rows:
+        t.add_row(*[_fmt(v) for v in r.values()])
+    console.print(t)
+    console.print(f"fronts: {c.fronts_png}\nhypervolume curves: {c.hypervolume_png}\ntable: {c.table_csv}",
+                  highlight=False)
+    if c.run_id:
+        console.print(f"logged as comparison run {c.run_id} in experiment {c.experiment}", highlight=False)
     return 0
 
 
@@ -180,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--uri", help="MLflow tracking URI, when the run is not in the local run store")
     s.set_defaults(fn=cmd_show)
 
+    c = sub.add_parser("compare", help="compare searches: a table, overlaid fronts and hypervolume curves")
+    c.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    c.add_argument("--experiment", help="log the comparison in this experiment (default: the first run's)")
+    c.add_argument("--uri", help="MLflow tracking URI (default: the local store)")
+    c.add_argument("--out", help="folder for the plots and table (default: ./comparisons/...)")
+    c.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
+    c.set_defaults(fn=cmd_compare)
+
     sub.add_parser("recipes", help="list the shipped recipes").set_defaults(fn=cmd_recipes)
 
     v = sub.add_parser("validate", help="check a recipe without running it")
@@ -204,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]recipe error[/]\n{e}", highlight=False)
         return 2
     except FileNotFoundError as e:
+        err_console.print(f"[bold red]error[/] {e}", highlight=False)
+        return 2
+    except ConstraintError as e:
         err_console.print(f"[bold red]error[/] {e}", highlight=False)
         return 2
     except KeyboardInterrupt as e:

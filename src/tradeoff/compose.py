@@ -100,6 +100,9 @@ def compose(wl: Workload, metrics: Mapping[str, Mapping[str, Any]], targets: Map
                 built[r.target] = make_target(runtime, name=r.target, cache=cache, **spec)
             except (TypeError, ValueError) as e:
                 raise CompositionError(f"targets.{r.target}: {e}") from None
+            problem = built[r.target].unavailable()
+            if problem:
+                raise CompositionError(f"targets.{r.target}.{problem}")
     evaluators: list = list(wl.evaluators)
     for r in requests:
         if r.predictor:

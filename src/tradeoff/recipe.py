@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .engine.objectives import DIRECTIONS, parse_constraint
 from .spaces.space import SpaceError
@@ -76,6 +77,7 @@ class Recipe(_Strict):
     targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     search: SearchCfg = Field(default_factory=SearchCfg)
     tracking: TrackingCfg | bool = Field(default_factory=TrackingCfg)
+    _base_dir: Path | None = PrivateAttr(None)  # the recipe file's folder: relative paths and modules are found there
 
     @field_validator("objectives")
     @classmethod
@@ -86,6 +88,13 @@ class Recipe(_Strict):
             if isinstance(o, str) and o not in DIRECTIONS:
                 raise ValueError(f"{name}: {o!r} is not one of {', '.join(DIRECTIONS)}")
         return v
+
+    @model_validator(mode="after")
+    def _reference_names_the_objectives(self):
+        if self.reference_point is not None and set(self.reference_point) != set(self.objectives):
+            raise ValueError(f"reference_point: give one value per objective ({', '.join(self.objectives)}), "
+                             f"got {', '.join(self.reference_point) or 'none'}")
+        return self
 
     @field_validator("constraints")
     @classmethod
@@ -186,6 +195,7 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
 
 def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -> tuple[Recipe, str]:
     """Read, override and validate a recipe; returns it with its original text."""
+    base_dir = None
     if isinstance(source, dict):
         data, text = copy.deepcopy(source), yaml.safe_dump(source, sort_keys=False)
     else:
@@ -204,6 +214,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise RecipeError(f"{path}: not valid YAML: {_cap(str(e))}") from None
+        base_dir = path.resolve().parent
     if not isinstance(data, dict):
         raise RecipeError("a recipe is a YAML mapping with name, workload, objectives, search, ...")
     unknown = [k for k in data if k not in Recipe.model_fields]
@@ -212,10 +223,14 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -
                                f"allowed: {', '.join(Recipe.model_fields)}"))
     for k, v in parse_overrides(overrides or []):
         set_path(data, k, v)
+    if base_dir is not None:
+        _anchor_paths(data, base_dir)
     try:
-        return Recipe.model_validate(data), text
+        recipe = Recipe.model_validate(data)
     except ValidationError as e:
         raise RecipeError(_cap(_format_errors(e))) from None
+    recipe._base_dir = base_dir
+    return recipe, text
 
 
 MAX_RECIPE_BYTES = 2**20    # a recipe is a page of YAML; anything near this size is a mistake
@@ -235,12 +250,27 @@ def _cap(msg: str, n: int = MAX_MESSAGE) -> str:
     return "\n".join(out) + f"\n... ({len(lines) - len(out)} more lines)"
 
 
+def _anchor_paths(data: dict, base_dir: Path) -> None:
+    """A relative ``workload.path`` means a file beside the recipe, wherever the command is run from."""
+    wl = data.get("workload")
+    if isinstance(wl, dict) and isinstance(wl.get("path"), str) and not Path(wl["path"]).expanduser().is_absolute():
+        wl["path"] = str(base_dir / wl["path"])
+
+
+def importable_recipe_dir(recipe: Recipe) -> None:
+    """Let ``function:`` and ``python:`` name modules that sit beside the recipe file."""
+    d = recipe._base_dir
+    if d is not None and str(d) not in sys.path:
+        sys.path.insert(0, str(d))
+
+
 # -- building the pieces ---------------------------------------------------------------------
 
 def build_workload(recipe: Recipe):
     """The recipe's workload, with objectives and constraints checked against its metrics."""
     from .workloads import make_workload
 
+    importable_recipe_dir(recipe)
     opts = dict(recipe.workload_options)
     name = recipe.workload_name
     if recipe.space is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import yaml
@@ -47,12 +48,18 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
     except TypeError as e:
         raise RecipeError(f"search.options: {e}") from None
     resolved = resolved_dict(recipe)
-    info = {"recipe_path": str(path) if path else None, "recipe_text": text, "resolved": resolved,
+    info = {"recipe_path": str(Path(path).resolve()) if path else None, "recipe_text": text, "resolved": resolved,
             "workload": wl.name, "workload_info": wl.info}
     study = Study(wl.space, wl.evaluate, spec, algorithm=algo, tracker=_tracker(recipe), executor=_executor(recipe),
                   progress=progress, initial=list(s.initial), info=info, algorithm_options=s.options)
     (study.run_dir / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    announce(study.run_id)
     return study.run(), study.run_id
+
+
+def announce(run_id: str) -> None:
+    """The run id and how to resume, before the first trial, so a ``kill -9`` cannot lose them."""
+    print(f"run id: {run_id} (resume with: tradeoff run --resume {run_id})", file=sys.stderr, flush=True)
 
 
 def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tuple[Front, str]:
@@ -65,12 +72,15 @@ def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tu
             download_checkpoint(run_id, run_dir, uri)
         except Exception as e:  # noqa: BLE001 - report what is missing, not a traceback
             raise RecipeError(f"run {run_id!r}: no local checkpoint under {run_dir} and none in MLflow ({e})") from None
-    resolved = json.loads((run_dir / "study.json").read_text()).get("info", {}).get("resolved")
+    info = json.loads((run_dir / "study.json").read_text()).get("info", {})
+    resolved = info.get("resolved")
     if not resolved:
         raise RecipeError(f"run {run_id!r} was started from the Python API; resume it with search(..., resume=...)")
     recipe, _ = load_recipe(resolved)
     if uri:  # the store named on the command line is the one the run lives in
         recipe.tracking = recipe.tracking_cfg().model_copy(update={"uri": uri}) if recipe.tracking_cfg() else None
+    if info.get("recipe_path"):  # its modules are found beside the recipe, as when it started
+        recipe._base_dir = Path(info["recipe_path"]).resolve().parent
     wl = build_workload(recipe)
     study = Study.resume(run_id, wl.space, wl.evaluate, tracker=_tracker(recipe), executor=_executor(recipe),
                          progress=progress, algorithm=make_algorithm(recipe.search.algorithm, **recipe.search.options))

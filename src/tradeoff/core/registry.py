@@ -15,7 +15,19 @@ def import_from(spec: str) -> Any:
     mod, _, attr = spec.strip().partition(":")
     if not mod or not attr:
         raise ValueError(f"{spec!r}: write package.module:function")
-    return getattr(importlib.import_module(mod), attr)
+    try:
+        module = importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name and (mod == e.name or mod.startswith(e.name + ".")):  # the module itself, not one it imports
+            raise ValueError(f"{spec!r}: no module named {e.name!r} (searched the recipe's folder, the working "
+                             f"directory and PYTHONPATH)") from None
+        raise
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise ValueError(f"{spec!r}: module {mod!r} has no {attr!r}"
+                         + (f" (it has {', '.join(public[:12])})" if public else "")) from None
 
 
 class Registry:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -15,6 +16,7 @@ import numpy as np
 from .objectives import Constraint, Objective
 from ..core.pareto import derive_reference, hypervolume, nondominated_mask  # noqa: F401  (re-exported)
 from ..core.trial import Trial
+from .reference import DERIVED, label as ref_label, outside
 
 
 @dataclass
@@ -25,6 +27,9 @@ class Front:
     trials: list[Trial]
     constraints: list[Constraint] = field(default_factory=list)
     reference_point: dict[str, float] | None = None  # user units; derived when None
+    reference_source: str | None = None  # where reference_point came from: recipe, experiment NAME, ...
+    run_id: str | None = None       # the search's id: tradeoff show / resume take it
+    stop_reason: str | None = None  # why the search stopped before its budget (e.g. the space is exhausted)
 
     # -- views -------------------------------------------------------------------------------
     @property
@@ -62,6 +67,25 @@ class Front:
         out = [t for t, k in zip(pool, keep) if k]
         return sorted(out, key=lambda t: (self._signs()[0] * t.metrics[self.names[0]], t.number))
 
+    def best(self) -> dict[str, float]:
+        """The best feasible value of each objective (in its own direction), NaN when none."""
+        pool = self.feasible
+        out = {}
+        for o in self.objectives:
+            vals = [t.metrics[o.name] for t in pool]
+            out[o.name] = (min(vals) if o.direction == "minimize" else max(vals)) if vals else math.nan
+        return out
+
+    def knee(self) -> Trial | None:
+        """The member closest to the ideal point once each objective is scaled to [0, 1] over the front."""
+        members = self.members
+        if not members:
+            return None
+        F = self.values(members)
+        lo, hi = F.min(axis=0), F.max(axis=0)
+        scaled = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+        return members[int(np.argmin(np.linalg.norm(scaled, axis=1)))]
+
     # -- hypervolume -------------------------------------------------------------------------
     def reference(self, reference: Mapping[str, float] | None = None) -> dict[str, float]:
         """The reference point in user units: given, else stored, else nadir of the feasible trials + 10%."""
@@ -77,6 +101,29 @@ class Front:
             return {n: math.nan for n in self.names}
         ref = derive_reference(F)
         return {n: float(s * r) for n, s, r in zip(self.names, self._signs(), ref)}
+
+    def own_reference(self) -> dict[str, float]:
+        """This run's own reference (nadir of its feasible trials + 10%), whatever reference_point says."""
+        return Front(self.objectives, self.trials, self.constraints).reference()
+
+    def outside_reference(self, reference: Mapping[str, float] | None = None) -> int:
+        """Front members that do not dominate the reference point, so count for nothing in its hypervolume."""
+        ref = reference if reference is not None else self.reference_point
+        return outside(self.objectives, self.values(self.members), ref)
+
+    def hypervolume_text(self) -> str:
+        """The hypervolume as the progress line shows it: the value, its reference, and what lies outside."""
+        if not self.members:
+            return "HV -"
+        hv = f"HV {self.hypervolume():.5g} @ {ref_label(self.reference_point, self.reference_source)}"
+        out = self.outside_reference()
+        if not out:
+            return hv
+        n = len(self.members)
+        if out < n:
+            return f"{hv}; {out}/{n} front points outside it"
+        own = self.hypervolume(self.own_reference())
+        return f"{hv}; all {n} front points outside it, HV {own:.5g} @ ref {DERIVED}"
 
     def _ref_min(self, reference: Mapping[str, float] | None) -> np.ndarray:
         ref = self.reference(reference)
@@ -143,6 +190,29 @@ class Front:
             indent=2,
             default=float,
         )
+
+    # -- what went wrong ----------------------------------------------------------------------
+    def failure_counts(self, top: int = 5) -> list[tuple[str, int]]:
+        """The most common reasons trials failed (or were infeasible), with their counts, commonest first."""
+        counts: Counter[str] = Counter()
+        for t in self.trials:
+            if not t.ok:
+                counts[(t.reason or "unknown reason").splitlines()[0][:200]] += 1
+            elif not t.feasible:
+                broken = [str(c) for c in self.constraints if c.metric not in t.metrics
+                          or not c.satisfied(t.metrics[c.metric])]
+                counts[f"infeasible: violates {', '.join(broken) or 'a constraint'}"] += 1
+        return counts.most_common(top)
+
+    def failure_report(self, top: int = 5) -> str:
+        """Lines naming why trials failed, grouped with counts; empty when every trial worked."""
+        counts = self.failure_counts(top)
+        if not counts:
+            return ""
+        bad = len(self.trials) - len(self.feasible)
+        lines = [f"{bad} of {len(self.trials)} trials failed or were infeasible; top reasons:"]
+        lines += [f"  {n:>5} x {reason}" for reason, n in counts]
+        return "\n".join(lines)
 
     def summary(self) -> str:
         return (

@@ -30,6 +30,20 @@ class Objective:
         return 1.0 if self.direction == "minimize" else -1.0
 
 
+class ConstraintError(ValueError):
+    """A constraint on a metric the evaluator never returns: every trial would be silently infeasible."""
+
+
+def missing_constraint_metrics(constraints: list["Constraint"], metrics: Mapping[str, float]) -> str | None:
+    """The error for a complete trial that lacks a constrained metric, or None."""
+    missing = [c for c in constraints if c.metric not in metrics]
+    if not missing:
+        return None
+    c = missing[0]
+    return (f"constraints.{c.metric}: the evaluator returned no {c.metric!r} for '{c}' "
+            f"(it returns {', '.join(metrics) or 'nothing'}); constrain a metric it returns")
+
+
 @dataclass(frozen=True)
 class Constraint:
     """``metric op bound``, e.g. latency_ms <= 5; violation is 0 when satisfied."""

@@ -32,7 +32,7 @@ class Progress:
         return {
             "failed": len(front.failed),
             "front": len(front.members),
-            "hv": front.hypervolume() if front.members else 0.0,
+            "hv": front.hypervolume_text(),
             "eta": _eta(done, self.budget, elapsed, self.start_done),
         }
 
@@ -43,7 +43,7 @@ class Progress:
         if self.console.is_terminal:
             self._bar = _Bar(
                 TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("failed {task.fields[failed]} | front {task.fields[front]} | HV {task.fields[hv]:.5g}"
+                TextColumn("failed {task.fields[failed]} | front {task.fields[front]} | {task.fields[hv]}"
                            " | ETA {task.fields[eta]}"),
                 TimeElapsedColumn(), console=self.console, transient=False)
             self._bar.start()
@@ -67,7 +67,7 @@ class Progress:
             f = self._fields(done, front, now - self.t0)
             total = self.budget if self.budget is not None else "?"
             self.console.print(f"trials {done}/{total} | failed {f['failed']} | front {f['front']} | "
-                               f"HV {f['hv']:.5g} | ETA {f['eta']}", highlight=False)
+                               f"{f['hv']} | ETA {f['eta']}", highlight=False)
 
     def note(self, msg: str) -> None:
         if self.enabled:

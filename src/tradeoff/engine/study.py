@@ -28,7 +28,7 @@ from ..spaces.space import Config, Space
 from .algorithms.base import Algorithm, make_algorithm
 from .executors import Executor, make_executor
 from .front import Front
-from .objectives import Constraint, Objective, minimised, violations
+from .objectives import Constraint, ConstraintError, Objective, minimised, missing_constraint_metrics, violations
 from .progress import Progress
 from .replay import replay
 from .checkpoint import load_local_state, read_study_json, save_local_state, write_study_json
@@ -91,8 +91,10 @@ def load_trials(run_dir: Path) -> list[Trial]:
 
 
 def load_front(run_dir: Path) -> Front:
-    spec = StudySpec.from_json(read_study_json(Path(run_dir))["spec"])
-    return Front(spec.objectives, load_trials(run_dir), spec.constraints, spec.reference_point)
+    meta = read_study_json(Path(run_dir))
+    spec = StudySpec.from_json(meta["spec"])
+    return Front(spec.objectives, load_trials(run_dir), spec.constraints, spec.reference_point,
+                 reference_source=(meta.get("info") or {}).get("reference_source"), run_id=Path(run_dir).name)
 
 
 class Study:
@@ -125,6 +127,7 @@ class Study:
         self._next = 0              # the next trial's number: one past the log's highest
         self._pending: list[Config] = []   # a batch asked before an interruption, to evaluate before asking again
         self.resumed = False
+        self.stop_reason: str | None = None
         if algorithm is None:
             algorithm = make_algorithm(spec.algorithm)
         if not hasattr(algorithm, "space"):  # not set up yet (a resumed one is)
@@ -135,6 +138,7 @@ class Study:
         self.algorithm = algorithm
         if run_id is None:
             run_id = tracker.start(self._describe()) if tracker is not None else uuid.uuid4().hex[:12]
+            self._adopt_reference()
         self.run_id = run_id
         self.run_dir = run_dir_for(run_id)
         try:
@@ -196,12 +200,19 @@ class Study:
         self.progress.start(spec.budget, len(self.trials), self.front())
         try:
             while not self._done(t0):
+                if self._exhausted():
+                    self.stop_reason = f"space exhausted after {len(self.cache)} distinct configs"
+                    self.progress.note(self.stop_reason)
+                    break
                 # sized from the trials at the last checkpoint, so a resumed run asks exactly what
                 # the interrupted one asked (its finished trials are then taken from the cache)
                 n = batch if spec.budget is None else min(batch, spec.budget - self._told)
                 configs, self._pending = self._pending or [self.space.validate(c) for c in self.algorithm.ask(n)], []
-                if not configs:
-                    raise RuntimeError(f"{spec.algorithm} asked for nothing while a batch was open")
+                if not configs:  # e.g. a population that cannot breed anything new in a tiny space
+                    self.stop_reason = (f"{spec.algorithm} proposed nothing new after "
+                                        f"{len(self.cache)} distinct configs")
+                    self.progress.note(f"stopping: {self.stop_reason}")
+                    break
                 new = self._evaluate_new(configs, t0)
                 told = [self.cache[self.space.key(c)] for c in configs]
                 self.algorithm.tell(configs, self._values(told), self._violations(told))
@@ -211,7 +222,8 @@ class Study:
                 self._checkpoint()
                 idle = 0 if new else idle + 1
                 if idle >= MAX_IDLE_BATCHES:
-                    self.progress.note(f"stopping: {idle} batches in a row proposed only evaluated configs")
+                    self.stop_reason = f"{idle} batches in a row proposed only evaluated configs"
+                    self.progress.note(f"stopping: {self.stop_reason}")
                     break
         except KeyboardInterrupt as e:
             status, reason = "KILLED", "interrupted"
@@ -251,8 +263,26 @@ class Study:
         uri = getattr(self.tracker, "uri", None)
         return f"tradeoff run --resume {self.run_id}" + (f" --uri {uri}" if uri else "")
 
+    def _adopt_reference(self) -> None:
+        """Given a reference point, say so; else take the experiment's shared one (see engine.reference)."""
+        if self.spec.reference_point:
+            self.info.setdefault("reference_source", "given")
+            return
+        shared = getattr(self.tracker, "shared_reference", None)
+        point = shared(self.spec.objectives) if shared is not None else None
+        if point:
+            self.spec.reference_point = point
+            self.info["reference_source"] = f"experiment {getattr(self.tracker, 'experiment', '')}".strip()
+
     def front(self) -> Front:
-        return Front(self.spec.objectives, list(self.trials), self.spec.constraints, self.spec.reference_point)
+        return Front(self.spec.objectives, list(self.trials), self.spec.constraints, self.spec.reference_point,
+                     reference_source=self.info.get("reference_source"),
+                     run_id=self.run_id, stop_reason=self.stop_reason)
+
+    def _exhausted(self) -> bool:
+        """Every config of a finite space has been evaluated (a table's rows when it knows them)."""
+        size = getattr(self.space, "n_configs", None) or self.space.cardinality
+        return math.isfinite(size) and len(self.cache) >= size
 
     def _done(self, t0: float) -> bool:
         if self.spec.budget is not None and len(self.trials) >= self.spec.budget:
@@ -284,6 +314,10 @@ class Study:
         self.cache[key] = trial
         if self.tracker is not None:
             self.tracker.log_trial(trial)
+        if state == COMPLETE and self.spec.constraints:  # recorded first: nothing is lost
+            missing = missing_constraint_metrics(self.spec.constraints, metrics)
+            if missing:
+                raise ConstraintError(missing)
         return trial
 
     def _values(self, trials: list[Trial]) -> np.ndarray:

@@ -127,6 +127,10 @@ class Target(abc.ABC):
         """A stable id of the device this target times on (part of the lock and the cache key)."""
         raise NotImplementedError
 
+    def unavailable(self) -> str | None:
+        """Why this machine cannot run the target (``setting: reason, available ...``), or None; checked at validate time."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Everything that changes a figure: recorded with each measurement and in its cache key."""
         return {"kind": self.kind, "device": self.device, **self.settings}

@@ -38,6 +38,16 @@ class OrtTarget(Target):
         super().__init__(name, cache, provider=provider, threads=int(threads), batch=int(batch),
                          graph_optimization=graph_optimization, **settings)
 
+    def unavailable(self):
+        import onnxruntime as ort
+
+        have = ort.get_available_providers()
+        if PROVIDERS[self.settings["provider"]] in have:
+            return None
+        names = [k for k, v in PROVIDERS.items() if v in have]
+        return (f"provider: {self.settings['provider']!r} is not in this onnxruntime build "
+                f"(available here: {', '.join(names)})")
+
     def describe(self):
         import onnxruntime as ort
 

@@ -58,6 +58,17 @@ class TorchTarget(Target):
         d = self.settings["device"]
         return int(d.split(":", 1)[1]) if ":" in d else 0
 
+    def unavailable(self):
+        if not self.is_cuda:
+            return None
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if self.index < n:
+            return None
+        have = ", ".join(["cpu"] + [f"cuda:{i}" for i in range(n)])
+        return f"device: {self.settings['device']!r} has no GPU on this machine (available here: {have})"
+
     @property
     def device(self) -> str:
         if not self.is_cuda:

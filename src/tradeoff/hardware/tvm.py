@@ -112,6 +112,12 @@ class TvmTarget(Target):
                          opt_level=int(opt_level), tune=int(tune),
                          tune_dir=str(Path(tune_dir).resolve()) if int(tune) > 0 else None, **settings)
 
+    def unavailable(self):
+        kind = self.settings["target"]["kind"]
+        if device_type(self.settings["target"]) == "cpu" or _tvm().device(kind).exist:
+            return None
+        return f"target: this machine has no {kind!r} device for TVM to run on (available here: llvm)"
+
     def _tune_dir_name(self, target: dict, settings: dict) -> str:
         return target_hash(target)
 

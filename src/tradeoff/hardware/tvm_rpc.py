@@ -97,6 +97,9 @@ class TvmRpcTarget(TvmTarget):
 
     kind = "tvm-rpc"
 
+    def unavailable(self):
+        return None  # the device is remote; the tracker is asked when timing starts
+
     def __init__(self, name=None, cache=True, tracker: str | None = None, priority: int = 1,
                  request_timeout_s: float = 60.0, session_timeout_s: float = 0.0, cc: str | None = None, **settings):
         if not tracker:

@@ -58,7 +58,10 @@ def parse_target(spec: dict | str | None) -> dict:
     try:
         tvm.target.Target(out)
     except Exception as e:  # noqa: BLE001 - TVM's own reason for a bad target
-        raise ValueError(f"target {spec!r}: {str(e).strip().splitlines()[0][:200]}") from None
+        msg = str(e).strip().splitlines()[0][:200]
+        if "is not defined" in msg:
+            msg = f"kind {out.get('kind')!r} is not one of {', '.join(sorted(tvm.target.Target.list_kinds()))}"
+        raise ValueError(f"target {spec!r}: {msg}") from None
     return out
 
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
+import math
 import os
+import queue
 import platform
 import re
 import socket
 import sys
 import tempfile
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..engine.front import Front
+from .curves import curves, grouping_tags, summary_metrics
 from ..engine.study import load_trials, run_dir_for
 from .store import open_client
 from ..core.trial import Trial
@@ -43,6 +48,12 @@ VERSIONED = {
     "optuna": ("optuna",), "nevergrad": ("nevergrad",), "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "tvm": ("apache-tvm", "tvm"), "mlflow": ("mlflow",),
 }
+
+
+def quiet_mlflow() -> None:
+    """Keep MLflow's and Alembic's INFO lines (store creation, migrations) off the user's terminal."""
+    for name in ("mlflow.store", "mlflow.tracking", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def default_tracking_uri() -> str:
@@ -65,7 +76,8 @@ class MlflowTracker:
     """Logs a Study to MLflow: called by the Study at start, per trial, per batch and at the end."""
 
     def __init__(self, uri: str | None = None, experiment: str = "tradeoff", run_name: str = "search",
-                 log_trials: bool = True):
+                 log_trials: bool = True, checkpoint_every_s: float = 30.0):
+        quiet_mlflow()
         self.uri = uri or default_tracking_uri()
         self.experiment = experiment
         self.run_name = run_name
@@ -76,6 +88,13 @@ class MlflowTracker:
         self._source = _source_tags()
         self.trial_seconds = 0.0    # time spent logging trials, to keep an eye on its cost
         self.trials_logged = 0
+        self.checkpoint_every_s = checkpoint_every_s
+        self._last_checkpoint = -math.inf
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self.write_errors: list[str] = []
+        self._t0 = time.time()
+        self._wall: dict[int, float] = {}    # trial number -> seconds since this session's start, when it finished
 
     # -- the parent run ------------------------------------------------------------------------
     def start(self, info: Mapping[str, Any]) -> str:
@@ -85,6 +104,8 @@ class MlflowTracker:
         tags["space"] = _clip(json.dumps(space), TAG_LIMIT)
         if info.get("recipe_path"):
             tags["recipe_path"] = str(info["recipe_path"])
+        tags.update(grouping_tags(info, info.get("spec") or {}))
+        self._t0 = time.time()
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.run_name)
         self.run_id = run.info.run_id
         params = flatten(info.get("spec") or {})
@@ -102,6 +123,12 @@ class MlflowTracker:
         if info.get("resolved") is not None:
             self.client.log_text(self.run_id, _yaml(info["resolved"]), "resolved.yaml")
         return self.run_id
+
+    def shared_reference(self, objectives) -> dict[str, float] | None:
+        """The experiment's reference point for these objectives, fixed by its first run (None before)."""
+        from .reference import read_shared_reference
+
+        return read_shared_reference(self.client, self.experiment_id, objectives)
 
     def reopen(self, run_id: str) -> None:
         """Resume logging under ``run_id``; children of trials the local log lacks (logged after the
@@ -130,13 +157,51 @@ class MlflowTracker:
             self.client.set_tag(self.run_id, "tradeoff.end", _clip(f"{status}: {reason}", TAG_LIMIT))
 
     def finish(self, status: str) -> None:
+        self.flush()
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status)
 
     # -- per trial / per batch -----------------------------------------------------------------
     def log_trial(self, trial: Trial) -> None:
-        if not self.log_trials or self.run_id is None:
+        """Queue the trial's child run; a writer thread logs it, so the search never waits on the store."""
+        if self.run_id is None:
             return
+        self._wall[trial.number] = time.time() - self._t0
+        if self.log_trials:
+            self._writer().put(trial)
+
+    def flush(self) -> None:
+        """Wait until every queued trial is logged (called before the end, a resume and a comparison)."""
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = self._thread = None
+        if self.write_errors:
+            import warnings
+
+            warnings.warn(f"MLflow: {len(self.write_errors)} trial(s) were not logged: {self.write_errors[0]}",
+                          stacklevel=2)
+            self.write_errors = []
+
+    def _writer(self) -> "queue.Queue":
+        if self._queue is None:
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._write_trials, args=(self._queue,), daemon=True,
+                                            name="tradeoff-mlflow-trials")
+            self._thread.start()
+        return self._queue
+
+    def _write_trials(self, q: "queue.Queue") -> None:
+        while True:
+            trial = q.get()
+            if trial is None:
+                return
+            try:
+                self._log_trial_now(trial)
+            except Exception as e:  # noqa: BLE001 - a store hiccup must not stop the search
+                self.write_errors.append(f"trial {trial.number}: {type(e).__name__}: {e}")
+
+    def _log_trial_now(self, trial: Trial) -> None:
         t0 = time.perf_counter()
         now = int(time.time() * 1000)
         tags = {**self._source, "mlflow.parentRunId": self.run_id, "tradeoff.kind": "trial",
@@ -156,10 +221,15 @@ class MlflowTracker:
         self.trial_seconds += time.perf_counter() - t0
         self.trials_logged += 1
 
-    def log_checkpoint(self, run_dir: Path) -> None:
-        """Upload the run directory's checkpoint, so the search can resume on another machine."""
+    def log_checkpoint(self, run_dir: Path, force: bool = False) -> None:
+        """Upload the run directory's checkpoint, so the search can resume on another machine: at most every
+        ``checkpoint_every_s`` (the local checkpoint is written after every batch), and always at the end."""
         if self.run_id is None:
             return
+        now = time.monotonic()
+        if not force and now - self._last_checkpoint < self.checkpoint_every_s:
+            return
+        self._last_checkpoint = now
         for name in CHECKPOINT_FILES:
             path = Path(run_dir) / name
             if path.exists():
@@ -170,6 +240,7 @@ class MlflowTracker:
         """Write the front's tables and plots into the run directory, then log them on the parent."""
         if self.run_id is None:
             return
+        self.flush()
         from .plots import plot_front, plot_hypervolume
 
         run_dir = Path(run_dir)
@@ -181,14 +252,42 @@ class MlflowTracker:
         plot_hypervolume(front, run_dir / "hypervolume.png", title=self.run_name)
         for name in ("front.csv", "front.json", "trials.csv", "front.png", "hypervolume.png"):
             self.client.log_artifact(self.run_id, str(run_dir / name))
-        self.log_checkpoint(run_dir)  # trials.jsonl now holds the trials after the last checkpoint too
+        self.log_checkpoint(run_dir, force=True)  # trials.jsonl now holds the trials after the last checkpoint too
         n = len(front.trials)
         infeasible = sum(1 for t in front.trials if t.ok and not t.feasible)
         metrics = {"hypervolume": front.hypervolume(), "front_size": len(front.members), "n_trials": n,
                    "n_failed": len(front.failed), "n_infeasible": infeasible}
         tags = {"mlflow.note.content": front.summary(),
                 "reference_point": _clip(json.dumps(front.reference()), TAG_LIMIT)}
+        tags.update(self._shared_reference_tags(front, metrics))
+        metrics.update(summary_metrics(front, time.time() - self._t0))
+        rows = curves(front, self._wall)
+        if rows:  # the curve's last point is the final hypervolume, at the same step
+            metrics.pop("hypervolume")
+            self._log_steps(rows)
         self._batch(self.run_id, metrics=metrics, tags=tags, step=n)
+
+    def _log_steps(self, rows) -> None:
+        """Step-wise curves (step = trials done) in as few log_batch calls as MLflow allows."""
+        ts = int(time.time() * 1000)
+        ms = [Metric(_key(k), v, ts + step, step) for k, v, step in rows]  # distinct timestamps keep each point
+        for i in range(0, len(ms), BATCH_METRICS):
+            self.client.log_batch(self.run_id, metrics=ms[i:i + BATCH_METRICS])
+
+    def _shared_reference_tags(self, front: Front, metrics: dict) -> dict[str, str]:
+        """Fix the experiment's reference with the first run's; add this run's own hypervolume beside it."""
+        from .reference import record_shared_reference
+
+        ref = front.reference()
+        if record_shared_reference(self.client, self.experiment_id, front.objectives, ref, self.run_id):
+            source = front.reference_source or "fixed by this run (nadir +10%)"
+        else:
+            source = front.reference_source or "this run only"
+        tags = {"reference_source": source}
+        if front.reference_point is not None and front.members:
+            metrics["hypervolume_own"] = front.hypervolume(front.own_reference())
+            tags["reference_outside"] = str(front.outside_reference())
+        return tags
 
     # -- helpers -------------------------------------------------------------------------------
     def _experiment_id(self) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Mapping
 
+from ..core.registry import import_from
 from ..spaces.space import Space
 from . import Workload, register_workload
 
@@ -16,5 +16,10 @@ def make_function_workload(space: Mapping[str, Any], function: str,
     mod, _, attr = function.partition(":")
     if not attr:
         raise ValueError(f"function {function!r}: write package.module:function")
-    fn = getattr(importlib.import_module(mod), attr)
+    try:
+        fn = import_from(function)
+    except ValueError as e:
+        raise ValueError(f"function: {e}") from None
+    if not callable(fn):
+        raise ValueError(f"function: {function!r} is a {type(fn).__name__}, not a function")
     return Workload(f"function:{attr}", Space(dict(space)), fn, metrics=dict(metrics or {}))

@@ -148,6 +148,9 @@ class PymooAlgorithm(Algorithm):
             if self._pop is not None:  # the current generation is not fully told yet
                 return []
             self._pop = self.algo.ask()
+            if self._pop is None or len(self._pop) == 0:  # pymoo found no new offspring (a tiny space)
+                self._pop = None
+                return []
             self._queue.extend(range(len(self._pop)))
         out = []
         while self._queue and len(out) < n:

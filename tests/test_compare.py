@@ -1,0 +1,75 @@
+"""Comparing searches: curves by step, table-view metrics and tags, `tradeoff compare` and to.compare."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import tradeoff
+from tradeoff import Choice, Float, Space
+from tradeoff.cli import main
+
+OBJ = {"f1": "minimize", "f2": "minimize"}
+SPACE = Space({"x": Float(0.0, 1.0), "k": Choice([1, 2, 3])})
+
+
+def zdt_like(c):
+    return {"f1": c["x"], "f2": c["k"] * (1 - c["x"] ** 0.5) + c["k"]}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two searches in one experiment of one store (creating a store takes seconds)."""
+    root = tmp_path_factory.mktemp("cmp")
+    uri = f"sqlite:///{root}/c.db"
+    track = {"uri": uri, "experiment": "cmp"}
+    a = tradeoff.search(SPACE, OBJ, zdt_like, budget=20, algorithm="random", seed=0, tracking=track)
+    b = tradeoff.search(SPACE, OBJ, zdt_like, budget=20, algorithm="nsga2", seed=1, tracking=track)
+    return uri, a, b
+
+
+def test_parent_runs_carry_step_curves_summaries_and_grouping_tags(runs):
+    uri, a, b = runs
+    client = MlflowClient(uri)
+    hist = client.get_metric_history(b.run_id, "hypervolume")
+    assert [m.step for m in sorted(hist, key=lambda m: m.step)] == list(range(1, 21))
+    curve = b.hypervolume_curve()
+    assert [m.value for m in sorted(hist, key=lambda m: m.step)] == pytest.approx(list(curve))
+    best = client.get_metric_history(b.run_id, "best_f1")
+    assert min(m.value for m in best) == pytest.approx(b.best()["f1"])
+    assert len(client.get_metric_history(b.run_id, "wall_clock_s")) == 20
+    m = client.get_run(b.run_id).data.metrics
+    knee = b.knee()
+    assert m["knee_f1"] == knee.metrics["f1"] and m["best_f2"] == b.best()["f2"]
+    assert m["trials_per_min"] > 0 and 1 <= m["evals_to_95pct_hv"] <= 20
+    assert m["hypervolume"] == pytest.approx(b.hypervolume())
+    tags = client.get_run(b.run_id).data.tags
+    assert tags["algorithm"] == "nsga2" and tags["seed"] == "1" and "target" in tags
+
+
+def test_compare_cli_and_api_table_overlays_and_comparison_run(runs, tmp_path, capsys):
+    uri, a, b = runs
+    assert main(["compare", a.run_id, b.run_id, "--uri", uri, "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert "random" in out and "nsga2" in out and "(experiment cmp)" in out
+    c = tradeoff.compare([a.run_id, b.run_id], uri=uri, out_dir=tmp_path / "api")
+    assert c.reference == pytest.approx(a.reference())  # the experiment's shared point, fixed by the first run
+    assert [r["hypervolume"] for r in c.rows] == pytest.approx([a.hypervolume(c.reference), b.hypervolume(c.reference)])
+    assert [r["front"] for r in c.rows] == [len(a.members), len(b.members)]
+    for p in (c.fronts_png, c.hypervolume_png):
+        assert p.read_bytes()[:4] == b"\x89PNG"
+    with open(c.table_csv) as f:
+        assert [r["algorithm"] for r in csv.DictReader(f)] == ["random", "nsga2"]
+    client = MlflowClient(uri)
+    run = client.get_run(c.run_id)
+    assert run.data.tags["tradeoff.kind"] == "comparison" and run.data.tags["compared_runs"] == f"{a.run_id},{b.run_id}"
+    names = {f.path for f in client.list_artifacts(c.run_id)}
+    assert {"compare_fronts.png", "compare_hypervolume.png", "compare.csv"} <= names
+
+
+def test_compare_refuses_unknown_runs_with_a_line(runs, capsys):
+    uri, a, _ = runs
+    assert main(["compare", a.run_id, "nosuchrun", "--uri", uri, "--no-log"]) == 2
+    assert "no run 'nosuchrun' in the MLflow store" in capsys.readouterr().err

@@ -1,0 +1,221 @@
+"""What a new user meets in the first hour: tiny spaces, failed runs, clean errors, run ids, show, paths."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import tradeoff
+from tradeoff import Choice, Space, TrialError
+from tradeoff.cli import main
+
+ALGORITHMS = [n for n in tradeoff.algorithm_names() if n not in ("ng:<Optimizer>", "ng")] + ["ng:NGOpt"]
+TINY = Space({"a": Choice([1, 2, 3]), "b": Choice([0, 1])})  # 6 configs
+
+
+def _tiny(c):
+    return {"f1": c["a"], "f2": -c["a"] + c["b"]}
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_space_smaller_than_population_stops_cleanly(name):
+    opts = {"n_startup_trials": 3} if name == "optuna-gp" else None
+    front = tradeoff.search(TINY, {"f1": "minimize", "f2": "minimize"}, _tiny, budget=20, algorithm=name,
+                            tracking=None, algorithm_options=opts)
+    assert len(front.trials) == 6
+    assert len({t.key for t in front.trials}) == 6
+    assert front.stop_reason == "space exhausted after 6 distinct configs"
+    assert len(front.members) == 3
+
+
+def _recipe(tmp_path, body: str, name: str = "r.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+def always_fails(config):
+    if config["a"] == 1:
+        raise TrialError("out of memory")
+    raise ValueError("bad shape")
+
+
+def test_a_run_where_every_trial_fails_says_why_and_fails(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "failmod.py").write_text(
+        "def fn(c):\n    raise RuntimeError('out of memory' if c['a'] == 1 else 'bad shape')\n")
+    r = _recipe(tmp_path, """
+        name: allfail
+        workload: {name: function, function: failmod:fn, space: {a: [1, 2, 3]}}
+        objectives: {f: minimize}
+        search: {algorithm: random, budget: 6}
+        tracking: false
+    """)
+    rc = main(["run", str(r), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "3 of 3 trials failed or were infeasible; top reasons:" in out
+    assert "2 x RuntimeError: bad shape" in out and "1 x RuntimeError: out of memory" in out
+    assert "nan" not in out
+
+
+def test_front_and_api_carry_the_failure_summary():
+    with pytest.warns(tradeoff.api.SearchWarning, match="no trial completed"):
+        front = tradeoff.search(Space({"a": Choice([1, 2, 3])}), {"f": "minimize"}, always_fails, budget=3,
+                                algorithm="random", tracking=None)
+    assert dict(front.failure_counts()) == {"ValueError: bad shape": 2, "out of memory": 1}
+    assert front.failure_counts()[0] == ("ValueError: bad shape", 2)
+
+
+def _fn_recipe(tmp_path, function, extra=""):
+    p = tmp_path / "r.yaml"
+    p.write_text(f"""name: r
+workload: {{name: function, function: "{function}", space: {{a: [1, 2, 3]}}}}
+objectives: {{f: minimize}}
+search: {{algorithm: random, budget: 3}}
+tracking: false
+{extra}""")
+    return p
+
+
+def test_a_missing_function_or_module_is_one_line_naming_the_field(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "mymod.py").write_text("def fn(c):\n    return {'f': c['a']}\n")
+    assert main(["validate", str(_fn_recipe(tmp_path, "mymod:nofn"))]) == 2
+    err = capsys.readouterr().err
+    assert "workload: function: 'mymod:nofn': module 'mymod' has no 'nofn' (it has fn)" in err
+    assert "Traceback" not in err
+    assert main(["validate", str(_fn_recipe(tmp_path, "nomod_xyz:fn"))]) == 2
+    err = capsys.readouterr().err
+    assert "no module named 'nomod_xyz'" in err and "recipe's folder" in err and "PYTHONPATH" in err
+
+
+def test_api_arguments_are_checked_with_a_line_naming_them():
+    ev = lambda c: {"f": c["a"]}  # noqa: E731
+    with pytest.raises(TypeError, match=r"space: pass a tradeoff.Space .*not a dict .*wrap it as tradeoff.Space"):
+        tradeoff.search({"a": [1, 2]}, {"f": "minimize"}, ev, tracking=None)
+    with pytest.raises(ValueError, match="budget: a positive whole number of trials, got -5"):
+        tradeoff.search(TINY, {"f": "minimize"}, ev, budget=-5, tracking=None)
+
+
+def test_a_constraint_on_a_metric_never_returned_is_an_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "okmod.py").write_text("def fn(c):\n    return {'f': c['a']}\n")
+    with pytest.raises(ValueError, match=r"constraints.mem: the evaluator returned no 'mem' .*it returns f"):
+        tradeoff.search(TINY, {"f1": "minimize"}, _tiny, budget=4, tracking=None,
+                        constraints={"mem": ("<=", 3)}, algorithm="random")
+    r = _fn_recipe(tmp_path, "okmod:fn", "constraints: {mem: '<= 3'}\n")
+    assert main(["run", str(r), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "constraints.mem: the evaluator returned no 'mem'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("{runtime: ort, provider: cuda}", "targets.t.provider: 'cuda' is not in this onnxruntime build (available here: cpu"),
+    ("{runtime: torch, device: cuda}", "targets.t.device: 'cuda' has no GPU on this machine (available here: cpu"),
+    ("{runtime: tvm, target: {kind: nosuch}}", "targets.t: target {'kind': 'nosuch'}: kind 'nosuch' is not one of"),
+])
+def test_a_target_this_machine_cannot_run_is_a_recipe_error(tmp_path, capsys, target, expected):
+    import onnxruntime
+    import torch
+
+    if "cuda" in target and ("CUDAExecutionProvider" in onnxruntime.get_available_providers()
+                             or torch.cuda.is_available()):
+        pytest.skip("this machine has CUDA, so a cuda target is valid here")
+    r = _recipe(tmp_path, f"""
+        name: t
+        workload: {{name: convnet_latency, resolution: 32}}
+        targets: {{t: {target}}}
+        objectives: {{latency_ms: {{direction: minimize, target: t}}, params_m: maximize}}
+        search: {{algorithm: random, budget: 2}}
+        tracking: false
+    """)
+    assert main(["validate", str(r)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert expected in err
+
+
+def test_run_id_is_announced_before_the_first_trial_and_ctrl_c_says_how_to_resume(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    (tmp_path / "slowmod.py").write_text("import sys\ndef fn(c):\n    print('TRIAL', file=sys.stderr, flush=True)\n"
+                                          "    return {'f': c['a']}\n")
+    r = _fn_recipe(tmp_path, "slowmod:fn")
+    out = subprocess.run([sys.executable, "-m", "tradeoff.cli", "run", str(r), "-q"], capture_output=True, text=True,
+                         env=subprocess_env(tmp_path), cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    head = out.stderr.split("TRIAL")[0]
+    run_id = out.stdout.split("run id: ")[1].split()[0]
+    assert f"run id: {run_id} (resume with: tradeoff run --resume {run_id})" in head
+
+    calls = []
+
+    def interrupt_third(c):
+        calls.append(c)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return {"f1": c["a"], "f2": -c["a"] + c["b"]}
+
+    space = Space({"a": Choice(list(range(10))), "b": Choice([0, 1])})
+    with pytest.raises(tradeoff.api.SearchInterrupted, match=r"interrupted after 2 trials; resume with "
+                                                              r"tradeoff.search\(\.\.\., resume='(\w+)'\)") as e:
+        tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, interrupt_third, budget=8,
+                        algorithm="random", tracking=None, batch_size=4)
+    rid = str(e.value).split("resume='")[1].split("'")[0]
+    front = tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, interrupt_third, budget=8,
+                            algorithm="random", tracking=None, resume=rid)
+    assert front.run_id == rid and len(front.trials) == 8
+
+
+def test_show_says_interrupted_names_the_store_and_lists_states(tmp_path, capsys):
+    calls = []
+
+    def flaky(c):
+        calls.append(c)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        if c["b"] == 1:
+            raise TrialError("b=1 is broken")
+        return {"f1": c["a"], "f2": -c["a"]}
+
+    space = Space({"a": Choice(list(range(10))), "b": Choice([0, 1])})
+    with pytest.raises(tradeoff.api.SearchInterrupted) as e:
+        tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, flaky, budget=8, algorithm="random",
+                        tracking=None, batch_size=4, seed=1)
+    rid = str(e.value).split("resume='")[1].split("'")[0]
+    assert main(["show", rid, "--all"]) == 0
+    out = capsys.readouterr().out
+    assert f"status: interrupted at 2/8 trials (or still running); resume with: tradeoff run --resume {rid}" in out
+    assert "finished" not in out
+    assert "state" in out and "reason" in out and ("complete" in out or "b=1 is broken" in out)
+
+    assert main(["show", "nosuchrun"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) <= 2 and "no run 'nosuchrun'" in err and "mlflow.db" in err
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_relative_paths_and_modules_resolve_beside_the_recipe(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "rows.csv").write_text("w,d,err,cost\n1,1,0.5,1\n1,2,0.4,2\n2,1,0.3,3\n2,2,0.2,4\n")
+    (proj / "besidemod_a.py").write_text("def fn(c):\n    return {'f': c['a']}\n")
+    (proj / "table.yaml").write_text("name: t\nworkload: {name: table, path: rows.csv, params: [w, d]}\n"
+                                     "objectives: {err: minimize, cost: minimize}\n"
+                                     "search: {algorithm: random, budget: 4}\ntracking: false\n")
+    (proj / "fn.yaml").write_text("name: f\nworkload: {name: function, function: besidemod_a:fn, space: {a: [1, 2]}}\n"
+                                  "objectives: {f: minimize}\nsearch: {algorithm: random, budget: 2}\ntracking: false\n")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert main(["run", "../proj/table.yaml", "-q"]) == 0
+    assert "4 trials (0 failed" in capsys.readouterr().out
+    assert main(["run", "../proj/fn.yaml", "-q"]) == 0
+    assert "2 trials (0 failed" in capsys.readouterr().out

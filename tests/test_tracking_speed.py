@@ -1,0 +1,55 @@
+"""Tracking stays out of the way: no MLflow INFO lines, checkpoint uploads on a schedule, trials logged off the loop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import tradeoff
+from tradeoff import Float, Space
+from tradeoff.tracking.mlflow import MlflowTracker
+
+SPACE = Space({"x": Float(0.0, 1.0)})
+
+
+def ev(c):
+    return {"f1": c["x"], "f2": 1 - c["x"]}
+
+
+@pytest.mark.slow
+def test_a_new_store_prints_no_mlflow_info_lines(tmp_path):
+    code = ("import tradeoff as to\n"
+            "to.search(to.Space({'x': to.Float(0, 1)}), {'f': 'minimize'}, lambda c: {'f': c['x']}, budget=2,\n"
+            f"          algorithm='random', tracking={{'uri': 'sqlite:///{tmp_path}/fresh.db'}})\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "fresh.db").exists()
+    assert "INFO" not in out.stderr and "Creating initial MLflow database tables" not in out.stderr
+
+
+@pytest.mark.slow
+def test_checkpoint_is_uploaded_on_a_schedule_and_at_the_end(tmp_path):
+    uri = f"sqlite:///{tmp_path}/s.db"
+    tracker = MlflowTracker(uri=uri, experiment="sched", checkpoint_every_s=3600)
+    uploads = []
+    real = tracker.client.log_artifact
+
+    def counting(run_id, local_path, artifact_path=None):
+        if artifact_path == "checkpoint":
+            uploads.append(local_path)
+        return real(run_id, local_path, artifact_path)
+
+    tracker.client.log_artifact = counting
+    front = tradeoff.search(SPACE, {"f1": "minimize", "f2": "minimize"}, ev, budget=40, batch_size=4,
+                            algorithm="random", tracking=tracker)
+    # 10 batches: one upload when the run starts, one at the end (not one per batch)
+    assert len([u for u in uploads if u.endswith("state.pkl")]) == 2
+    client = MlflowClient(uri)
+    local = client.download_artifacts(front.run_id, "checkpoint/trials.jsonl", str(tmp_path / "dl"))
+    assert len(open(local).read().splitlines()) == 40
+    kids = client.search_runs([client.get_experiment_by_name("sched").experiment_id],
+                              f"tags.mlflow.parentRunId = '{front.run_id}'", max_results=100)
+    assert len(kids) == 40 and not tracker.write_errors
