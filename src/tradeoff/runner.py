@@ -47,8 +47,9 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
     resolved = resolved_dict(recipe)
     info = {"recipe_path": str(path) if path else None, "recipe_text": text, "resolved": resolved,
             "workload": wl.name, "workload_info": wl.info}
+    initial = list(wl.baselines.values()) if isinstance(s.initial, str) else list(s.initial)
     study = Study(wl.space, wl.evaluate, spec, algorithm=algo, tracker=_tracker(recipe), executor=_executor(recipe),
-                  progress=progress, initial=list(s.initial), info=info)
+                  progress=progress, initial=initial, info=info, baselines=wl.baselines)
     (study.run_dir / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     return study.run(), study.run_id
 
@@ -69,5 +70,5 @@ def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tu
     recipe, _ = load_recipe(resolved)
     wl = build_workload(recipe)
     study = Study.resume(run_id, wl.space, wl.evaluate, tracker=_tracker(recipe), executor=_executor(recipe),
-                         progress=progress)
+                         progress=progress, baselines=wl.baselines)
     return study.run(), run_id
