@@ -25,7 +25,7 @@ class PruneSpace(Space):
         bad = [k for k in keep if not 0 < k <= 1]
         if bad:
             raise ValueError(f"keep: {bad} outside (0, 1]; a keep ratio is the fraction of channels kept")
-        for name, c in channels.items():
+        for name, c in sorted(channels.items(), key=lambda kv: kv[1]):   # the narrowest layer first
             if round(min(keep) * c) < 1:
                 raise ValueError(f"keep: {min(keep):g} leaves 0 of the {c} channels of {name}; "
                                  f"allowed: ratios >= {1 / c:.3g} (at least one channel per layer)")
