@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -61,7 +60,7 @@ def test_quant_space_materializes_with_ort_tooling(digits):
     assert "MatMulNBits" in _ops(q4) and rec4["runs"]["5"].startswith("int4 (MatMulNBits")
     assert rec4["n_fallback"] == 4 and "fallback" in rec4["runs"]["0.0"]   # Convs: int4 stored, float compute
     mixed = {**space.uniform(8), "0.0": 32, "5": 16}
-    qm, recm = quantize(fp32, mixed, space.nodes, calib)
+    _qm, recm = quantize(fp32, mixed, space.nodes, calib)
     assert recm["runs"]["0.0"] == "fp32" and "fallback" in recm["runs"]["5"] and recm["n_int8"] == 3
     with pytest.raises(ValueError, match="bits"):
         quant_space(fp32, (3, 8))
@@ -145,7 +144,7 @@ def test_bad_models_fail_their_trials_with_the_reason(digits):
             return self.fc(torch.flatten(h @ h.transpose(1, 2), 1))
 
     wl = compression(Attention().eval(), x1, val=(d["x_val"], d["y_val"]), bits=(4, 32), baselines=False)
-    matmul = [n for n in wl.space.names if wl.space.nodes[n].endswith("MatMul") and n != "q"][0]
+    matmul = next(n for n in wl.space.names if wl.space.nodes[n].endswith("MatMul") and n != "q")
     ok = wl.evaluate({**wl.space.uniform(32), matmul: 32})
     assert 0 <= ok["accuracy"] <= 1
     from tradeoff.core.trial import TrialError

@@ -71,7 +71,7 @@ class QuantSpace(Space):
     """Bits per layer; ``nodes`` maps each param to the ONNX node it sets."""
 
     def __init__(self, nodes: Mapping[str, str], bits: Sequence[int]):
-        bad = sorted(set(int(b) for b in bits) - {4, 8, 16, 32})
+        bad = sorted({int(b) for b in bits} - {4, 8, 16, 32})
         if bad:
             raise ValueError(f"bits: {bad} not supported; allowed: 4, 8, 16, 32")
         super().__init__({name: Bits(bits) for name in nodes})
@@ -143,14 +143,19 @@ class _Reader:
 
 def _static_int8(model, node_names: list[str], calib) -> Any:
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     batches = [calib] if isinstance(calib, np.ndarray) else list(calib)
     if not batches:
         raise QuantError("int8 needs calibration data (calib)")
     batches = [b for x in batches for b in np.array_split(x, max(1, len(x) // 64))]
     inputs = {i.name for i in model.graph.initializer}
-    name = [i.name for i in model.graph.input if i.name not in inputs][0]
+    name = next(i.name for i in model.graph.input if i.name not in inputs)
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         src, dst = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "out.onnx")
         onnx.save(model, src)
@@ -159,7 +164,7 @@ def _static_int8(model, node_names: list[str], calib) -> Any:
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             nodes_to_quantize=list(node_names), calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-        except Exception as e:  # noqa: BLE001 - the quantizer's own words, as the trial's reason
+        except Exception as e:
             raise QuantError(f"int8 quantization failed: {type(e).__name__}: {str(e).strip()[:300]}") from None
         return onnx.load(dst)
 
@@ -192,7 +197,10 @@ def _weight_only_int4(model, node_names: list[str]) -> tuple[Any, dict[str, str]
 
 
 def _matmul_nbits(model, node_names: list[str]):
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
 
     with _quiet():
         try:
@@ -200,7 +208,7 @@ def _matmul_nbits(model, node_names: list[str]):
             q = MatMulNBitsQuantizer(model, block_size=WEIGHT_ONLY_BLOCK, is_symmetric=True,
                                      nodes_to_include=list(node_names), algo_config=cfg)
             q.process()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise QuantError(f"int4 MatMulNBits failed: {type(e).__name__}: {str(e).strip()[:300]}") from None
     out = q.model.model
     done = {n.name for n in out.graph.node if n.op_type == "MatMulNBits"}

@@ -77,7 +77,7 @@ def mnist1d_data(seed: int = 42) -> dict[str, np.ndarray]:
         np.savez(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
         os.replace(tmp, path)
     d = np.load(path)
-    f = lambda a: a[:, None, :].astype(np.float32)  # noqa: E731 - (N, 1, 40)
+    f = lambda a: a[:, None, :].astype(np.float32)
     return {"x": f(d["x"]), "y": d["y"].astype(np.int64), "x_val": f(d["x_test"]), "y_val": d["y_test"].astype(np.int64),
             "split": f"mnist1d make_dataset seed {seed}: its 4,000 train / 1,000 test, test held out"}
 
@@ -187,7 +187,7 @@ def load_model(name: str, steps: int | None = None, seed: int = 0, pretrained: b
     elif name.startswith("timm:"):
         arch = name[len("timm:"):]
         data, steps = digits_data(32), steps or 300
-        build = lambda: timm_model(arch, pretrained)  # noqa: E731
+        build = lambda: timm_model(arch, pretrained)
     else:
         raise ValueError(f"model: {name!r} is not one of digits_cnn, mnist1d_cnn, timm:<name> "
                          f"(or python: module:function)")
