@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# the joint pruning + quantization search on a digits CNN, against fp32 / int8 / int4 / sensitivity
 demo: $(STAMP)
-	$(BIN)/tradeoff run recipes/demo.yaml
+	$(BIN)/tradeoff run recipes/digits_compress.yaml
 
 # pytest exits 5 when it collects no tests; that is not a failure of the project
 test: $(STAMP)

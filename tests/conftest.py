@@ -1,11 +1,14 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # helper workloads importable as `python: helpers.module:function`
+# built-in compression models train once per test session (subprocesses inherit it), not once per test
+os.environ.setdefault("TRADEOFF_MODELS", tempfile.mkdtemp(prefix="tradeoff-models-"))
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ _EXPORTS = {
     "Algorithm": ".engine.algorithms.base", "make_algorithm": ".engine.algorithms.base",
     "algorithm_names": ".engine.algorithms.base",
     "Workload": ".workloads", "make_workload": ".workloads", "Artifact": ".hardware.base",
-    "make_target": ".hardware.base", "TrialState": ".core.trial",
+    "make_target": ".hardware.base", "TrialState": ".core.trial", "compression": ".workloads.compression",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -42,7 +42,7 @@ def search(
     batch_size: int | None = None,
     timeout_s: float | None = None,
     executor: str = "local",
-    initial: list[Config] = (),
+    initial: list[Config] | str = (),
     reference_point: Mapping[str, float] | None = None,
     name: str = "search",
     progress: bool = False,
@@ -59,7 +59,12 @@ def search(
     ``space`` may be a ``Workload`` instead (a built-in from ``make_workload`` or a user's own):
     its evaluate is used, and a model workload is measured on ``targets`` (as in a recipe:
     ``{"cpu": {"runtime": "ort", "threads": 1}}``; objectives pick one with ``{"target": "cpu"}``).
+    A workload's named ``baselines`` are evaluated first (not counted in ``budget``) and reported
+    as ``front.baselines``; ``initial="baselines"`` (or ``"named"``) also seeds the algorithm with them.
     """
+    baselines = dict(space.baselines) if isinstance(space, Workload) else {}
+    initial = seed_configs(initial, baselines)
+    space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     if budget is None and time_budget_s is None:
         raise ValueError("give a budget (trials) and/or time_budget_s (seconds)")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
@@ -69,7 +74,8 @@ def search(
     space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     tracker = make_tracker(tracking, name)
     if resume:
-        study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress)
+        study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress,
+                             baselines=baselines)
         return _warn_failures(_run(study))
     spec = StudySpec(
         objectives=parse_objectives(objectives),
@@ -86,7 +92,7 @@ def search(
     algo = algorithm if isinstance(algorithm, Algorithm) else make_algorithm(algorithm, **(algorithm_options or {}))
     study = Study(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor,
                   progress=progress, initial=list(initial), info=dict(info or {}),
-                  algorithm_options=dict(algorithm_options or {}))
+                  algorithm_options=dict(algorithm_options or {}), baselines=baselines)
     return _warn_failures(_run(study))
 
 
@@ -116,6 +122,20 @@ def _warn_failures(front: Front) -> Front:
 
 class SearchWarning(UserWarning):
     """A search finished but some (or all) of its trials failed or were infeasible."""
+
+
+SEED_BASELINES = ("baselines", "named")
+
+
+def seed_configs(initial: list[Config] | str, baselines: Mapping[str, Config]) -> list[Config]:
+    """``initial`` as configs: a list as given, or ``"baselines"`` / ``"named"`` for the workload's baselines."""
+    if isinstance(initial, str):
+        if initial not in SEED_BASELINES:
+            raise ValueError(f"initial: {initial!r} is not a list of configs or one of {', '.join(SEED_BASELINES)}")
+        if not baselines:
+            raise ValueError(f"initial: {initial!r} asks for the workload's baselines, and it has none")
+        return list(baselines.values())
+    return list(initial)
 
 
 def _resolve(space, objectives, evaluate, constraints, targets, info):

@@ -41,7 +41,7 @@ class SearchCfg(_Strict):
     memory_mb: float | None = Field(None, gt=0)   # processes / ray: a worker over this is replaced
     address: str | None = None                    # ray: a cluster's address (none: a local Ray)
     options: dict[str, Any] = Field(default_factory=dict)
-    initial: list[dict[str, Any]] = Field(default_factory=list)
+    initial: list[dict[str, Any]] | Literal["baselines", "named"] = Field(default_factory=list)
 
     @field_validator("algorithm")
     @classmethod
@@ -299,7 +299,9 @@ def build_workload(recipe: Recipe):
     for m in recipe.constraints:
         if wl.metrics and m not in wl.metrics:
             errs.append(f"constraints.{m}: {m!r} is not a metric of {wl.name} ({', '.join(wl.metrics)})")
-    for i, c in enumerate(recipe.search.initial):
+    if isinstance(recipe.search.initial, str) and not wl.baselines:
+        errs.append(f"search.initial: {recipe.search.initial!r} seeds the workload's baselines; {wl.name} has none")
+    for i, c in enumerate([] if isinstance(recipe.search.initial, str) else recipe.search.initial):
         try:
             wl.space.validate(c)
         except ValueError as e:

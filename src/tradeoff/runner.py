@@ -50,8 +50,10 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
     resolved = resolved_dict(recipe)
     info = {"recipe_path": str(Path(path).resolve()) if path else None, "recipe_text": text, "resolved": resolved,
             "workload": wl.name, "workload_info": wl.info}
+    initial = list(wl.baselines.values()) if isinstance(s.initial, str) else list(s.initial)
     study = Study(wl.space, wl.evaluate, spec, algorithm=algo, tracker=_tracker(recipe), executor=_executor(recipe),
-                  progress=progress, initial=list(s.initial), info=info, algorithm_options=s.options)
+                  progress=progress, initial=initial, info=info, algorithm_options=s.options,
+                  baselines=wl.baselines)
     (study.run_dir / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     announce(study.run_id)
     return study.run(), study.run_id
@@ -83,5 +85,6 @@ def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tu
         recipe._base_dir = Path(info["recipe_path"]).resolve().parent
     wl = build_workload(recipe)
     study = Study.resume(run_id, wl.space, wl.evaluate, tracker=_tracker(recipe), executor=_executor(recipe),
-                         progress=progress, algorithm=make_algorithm(recipe.search.algorithm, **recipe.search.options))
+                         progress=progress, algorithm=make_algorithm(recipe.search.algorithm, **recipe.search.options),
+                         baselines=wl.baselines)
     return study.run(), run_id

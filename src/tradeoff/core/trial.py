@@ -34,6 +34,7 @@ class Trial:
     feasible: bool = True           # all constraints satisfied
     duration_s: float = 0.0
     batch: int = 0
+    baseline: str | None = None     # the name of the workload baseline this trial evaluated, if any
 
     def __post_init__(self):
         self.state = TrialState(self.state)
@@ -47,4 +48,5 @@ class Trial:
 
     @staticmethod
     def from_json(line: str) -> "Trial":
-        return Trial(**json.loads(line))
+        data = json.loads(line)
+        return Trial(**{k: v for k, v in data.items() if k in Trial.__dataclass_fields__})

@@ -58,6 +58,16 @@ class Front:
         return [t for t in self.trials if t.ok and t.feasible]
 
     @property
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """The workload's named baselines (fp32, int8, ...) as evaluated: name -> metrics in user units."""
+        return {t.baseline: dict(t.metrics) for t in self.trials if t.baseline and t.ok}
+
+    @property
+    def searched(self) -> list[Trial]:
+        """The trials the algorithm asked for (baselines evaluated up front are not among them)."""
+        return [t for t in self.trials if not t.baseline]
+
+    @property
     def members(self) -> list[Trial]:
         """The Pareto-optimal feasible trials, sorted by the first objective."""
         pool = self.feasible
@@ -183,6 +193,7 @@ class Front:
                 "hypervolume": self.hypervolume(reference),
                 "n_trials": len(self.trials),
                 "n_failed": len(self.failed),
+                "baselines": self.baselines,
                 "members": [
                     {"trial": t.number, "key": t.key, "metrics": t.metrics, "config": t.config} for t in self.members
                 ],
@@ -215,7 +226,9 @@ class Front:
         return "\n".join(lines)
 
     def summary(self) -> str:
+        n_base = len(self.trials) - len(self.searched)
+        extra = f" + {n_base} baselines" if n_base else ""
         return (
-            f"{len(self.trials)} trials ({len(self.failed)} failed, {len(self.trials) - len(self.feasible) - len(self.failed)}"
-            f" infeasible), front of {len(self.members)}, hypervolume {self.hypervolume():.6g}"
+            f"{len(self.searched)} trials ({len(self.failed)} failed, {len(self.trials) - len(self.feasible) - len(self.failed)}"
+            f" infeasible){extra}, front of {len(self.members)}, hypervolume {self.hypervolume():.6g}"
         )

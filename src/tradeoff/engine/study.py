@@ -6,6 +6,11 @@ finishes) and ``state.pkl`` (the algorithm after its last tell). On resume the a
 restored and asks again; configs whose key is already in ``trials.jsonl`` are not evaluated.
 Only a local ``state.pkl`` is ever unpickled: when it is missing or damaged (or the run came
 from a store), the algorithm is rebuilt by replaying the trial log (``replay.py``).
+
+Named baselines (a workload's fp32, int8, ...) are evaluated first, each a trial tagged with its
+name. They are reference points, not search: they do not count toward ``budget`` (trials), while
+``time_budget_s`` counts all wall time. A config the algorithm asks for that a baseline already
+evaluated is taken from the cache.
 """
 
 from __future__ import annotations
@@ -113,12 +118,14 @@ class Study:
         run_id: str | None = None,
         info: dict | None = None,
         algorithm_options: dict | None = None,
+        baselines: Mapping[str, Config] | None = None,
     ):
         self.space, self.evaluate, self.spec = space, evaluate, spec
         self.tracker = tracker
         self.executor = make_executor(executor) if isinstance(executor, str) else executor
         self.progress = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
         self.info = info or {}
+        self.baselines = {str(k): space.validate(v) for k, v in (baselines or {}).items()}
         self.trials: list[Trial] = []
         self.cache: dict[str, Trial] = {}
         self.elapsed_s = 0.0
@@ -161,7 +168,7 @@ class Study:
     # -- resume --------------------------------------------------------------------------------
     @classmethod
     def resume(cls, run_id: str, space: Space, evaluate, tracker=None, executor="local", progress=True,
-               algorithm: Algorithm | None = None) -> "Study":
+               algorithm: Algorithm | None = None, baselines: Mapping[str, Config] | None = None) -> "Study":
         """Continue a study from its run directory: nothing that finished is evaluated again.
 
         The algorithm comes from the local ``state.pkl``; when that is missing or damaged it is
@@ -173,7 +180,7 @@ class Study:
         algo = state["algorithm"] if state else (algorithm or make_algorithm(spec.algorithm,
                                                                              **meta.get("algorithm_options", {})))
         study = cls(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor, progress=progress,
-                    run_id=run_id, info=meta.get("info"),
+                    run_id=run_id, info=meta.get("info"), baselines=baselines,
                     initial=[space.from_json(c) for c in meta.get("initial", [])] if not state else ())
         study.resumed = True
         for t in load_trials(run_dir):
@@ -197,8 +204,9 @@ class Study:
         t0 = time.monotonic() - self.elapsed_s
         idle = 0
         status = "FINISHED"
-        self.progress.start(spec.budget, len(self.trials), self.front())
+        self.progress.start(spec.budget, self._searched(), self.front())
         try:
+            self._evaluate_baselines(t0)
             while not self._done(t0):
                 if self._exhausted():
                     self.stop_reason = f"space exhausted after {len(self.cache)} distinct configs"
@@ -217,7 +225,7 @@ class Study:
                 told = [self.cache[self.space.key(c)] for c in configs]
                 self.algorithm.tell(configs, self._values(told), self._violations(told))
                 self.batches += 1
-                self._told = len(self.trials)
+                self._told = self._searched()
                 self.elapsed_s = time.monotonic() - t0
                 self._checkpoint()
                 idle = 0 if new else idle + 1
@@ -284,8 +292,24 @@ class Study:
         size = getattr(self.space, "n_configs", None) or self.space.cardinality
         return math.isfinite(size) and len(self.cache) >= size
 
+    def _searched(self) -> int:
+        return sum(1 for t in self.trials if not t.baseline)
+
+    def _evaluate_baselines(self, t0: float) -> None:
+        """Each named baseline once, as a trial tagged with its name (a resumed study skips those done)."""
+        done = {t.baseline for t in self.trials if t.baseline}
+        todo = [(self.space.key(c), c) for name, c in self.baselines.items() if name not in done]
+        names = {self.space.key(c): n for n, c in self.baselines.items()}
+        for key, config, out, reason, dur in self.executor.map(self.evaluate, todo, self.spec.timeout_s):
+            self._record(key, config, out, reason, dur, baseline=names[key])
+        if todo:
+            self.progress.note("baselines: " + ", ".join(
+                f"{t.baseline} {'ok' if t.ok else 'failed: ' + str(t.reason)}" for t in self.trials if t.baseline))
+            self.elapsed_s = time.monotonic() - t0
+            self._checkpoint()
+
     def _done(self, t0: float) -> bool:
-        if self.spec.budget is not None and len(self.trials) >= self.spec.budget:
+        if self.spec.budget is not None and self._searched() >= self.spec.budget:
             return True
         return self.spec.time_budget_s is not None and time.monotonic() - t0 >= self.spec.time_budget_s
 
@@ -297,17 +321,17 @@ class Study:
                 todo[k] = c
         for key, config, out, reason, dur in self.executor.map(self.evaluate, list(todo.items()), self.spec.timeout_s):
             self._record(key, config, out, reason, dur)
-            self.progress.update(len(self.trials), self.front(), time.monotonic() - t0)
+            self.progress.update(self._searched(), self.front(), time.monotonic() - t0)
         return len(todo)
 
-    def _record(self, key, config, out, reason, duration) -> Trial:
+    def _record(self, key, config, out, reason, duration, baseline: str | None = None) -> Trial:
         metrics, bad = ({}, reason) if reason else check_metrics(out, self.spec.objectives)
         state = FAILED if bad else COMPLETE
         feasible = state == COMPLETE and all(
             c.metric in metrics and c.satisfied(metrics[c.metric]) for c in self.spec.constraints)
         trial = Trial(number=self._next, key=key, config=self.space.to_json(config), state=state,
                       metrics=metrics, reason=bad, feasible=feasible, duration_s=round(duration, 6),
-                      batch=self.batches)
+                      batch=self.batches, baseline=baseline)
         self.log.append(trial)  # the record first: a kill now leaves a child for resume to back-fill
         self._next += 1
         self.trials.append(trial)

@@ -42,7 +42,7 @@ def trial_error(what: str) -> Iterator[None]:
         raise TrialError(f"{what}: {e}") from e
 
 
-_LAZY = {"Latency": "latency", "Size": "size", "Complexity": "complexity", "FromCallable": "callables",
+_LAZY = {"Accuracy": "accuracy", "Latency": "latency", "Size": "size", "Complexity": "complexity", "FromCallable": "callables",
          "count_graph": "complexity"}
 EVALUATORS = Registry("evaluator", __name__, sorted(set(_LAZY.values())))
 register_evaluator = EVALUATORS.register
@@ -70,4 +70,4 @@ def __getattr__(name: str):  # the evaluators load on first use: onnx and the ta
 
 
 __all__ = ["Evaluator", "TrialError", "register_evaluator", "make_evaluator", "evaluator_names", "trial_error",
-           "Latency", "Size", "Complexity", "FromCallable", "count_graph"]
+           "Accuracy", "Latency", "Size", "Complexity", "FromCallable", "count_graph"]

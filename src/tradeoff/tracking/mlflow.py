@@ -209,8 +209,11 @@ class MlflowTracker:
                 "feasible": str(bool(trial.feasible)).lower()}
         if trial.reason:
             tags["reason"] = _clip(trial.reason, TAG_LIMIT)
+        if getattr(trial, "baseline", None):
+            tags["baseline"] = trial.baseline
         run = self.client.create_run(self.experiment_id, start_time=now - int(trial.duration_s * 1000), tags=tags,
-                                     run_name=f"trial-{trial.number}")
+                                     run_name=f"baseline-{trial.baseline}" if getattr(trial, "baseline", None)
+                                     else f"trial-{trial.number}")
         child = run.info.run_id
         params, long = config_params(trial.config)
         metrics = {**trial.metrics, "duration_s": trial.duration_s}

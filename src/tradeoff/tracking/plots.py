@@ -118,6 +118,7 @@ def _panel(ax, front: Front, xi: int, yi: int, staircase: bool, small: bool = Fa
                    label=f"Pareto front ({len(members)})")
         if staircase and len(members) <= LABEL_MEMBERS:
             _label_members(ax, members, mx, my)
+    _baselines(ax, front, xn, yn, size)
     if not front.complete:
         ax.text(0.5, 0.5, "no complete trials", ha="center", va="center", transform=ax.transAxes, color="#666666")
     _constraints(ax, front, xn, yn)
@@ -125,6 +126,19 @@ def _panel(ax, front: Front, xi: int, yi: int, staircase: bool, small: bool = Fa
     ax.set_ylabel(_label(front, yi), fontsize=8 if small else 10)
     if small:
         ax.tick_params(labelsize=7)
+
+
+BASELINE_MARKERS = "D^vs<>Ph*X"
+
+
+def _baselines(ax, front: Front, xn: str, yn: str, size: float) -> None:
+    """Each named baseline (fp32, int8, ...) with its own marker, labelled in the legend and beside it."""
+    for i, (name, m) in enumerate(front.baselines.items()):
+        if xn not in m or yn not in m:
+            continue
+        ax.scatter([m[xn]], [m[yn]], s=70 * size, marker=BASELINE_MARKERS[i % len(BASELINE_MARKERS)],
+                   facecolors="none", edgecolors="black", lw=1.3, zorder=4, label=f"baseline: {name}")
+        ax.annotate(name, (m[xn], m[yn]), textcoords="offset points", xytext=(6, -10), fontsize=7, color="#222222")
 
 
 def _label_members(ax, members: Sequence[Trial], x: np.ndarray, y: np.ndarray, gap: float = 0.035) -> None:

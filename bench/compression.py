@@ -1,0 +1,168 @@
+"""Compression figures: the measured front (accuracy, ORT CPU latency, size) against fp32, int8,
+int4 weight-only and the sensitivity allocation, for the digits CNN, a timm model and mnist1d.
+
+For each model it prints whether the search's front dominates each baseline, the best latency and
+size within 0.5 and 1 accuracy points of fp32 (and that latency against uniform int8's), and the
+search's cost in evaluations and minutes. Latency is one ONNX Runtime CPU thread, batch 1.
+
+    .venv/bin/python bench/compression.py                                  # all three
+    .venv/bin/python bench/compression.py --models digits_cnn --budget 30
+    .venv/bin/python bench/compression.py --timm resnet18                  # a larger timm model
+
+Writes bench/results/compression.{md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "size_mb": "minimize"}
+BASELINES = ("fp32", "int8", "int4_weight_only", "sensitivity")
+
+
+def run_one(model: str, budget: int, finetune_steps: int, seed: int):
+    import tradeoff as to
+    from tradeoff.workloads import make_workload
+
+    keep = [0.5, 0.75, 1.0] if model.startswith("timm:") else [0.25, 0.5, 0.75, 1.0]
+    opts = {"train_steps": 300} if model.startswith("timm:") else {}
+    t0 = time.perf_counter()
+    wl = make_workload("compression", model=model, bits=[4, 8, 32], keep=keep, finetune_steps=finetune_steps,
+                       **opts)
+    setup_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    front = to.search(wl, OBJECTIVES, targets={"cpu": {"runtime": "ort", "threads": 1}}, budget=budget,
+                      initial="baselines", tracking=None, seed=seed, name=f"bench-{model}", progress=True)
+    return wl, front, setup_s, time.perf_counter() - t0
+
+
+def dominates(a: dict, b: dict) -> bool:
+    ge = a["accuracy"] >= b["accuracy"] and a["latency_ms"] <= b["latency_ms"] and a["size_mb"] <= b["size_mb"]
+    gt = a["accuracy"] > b["accuracy"] or a["latency_ms"] < b["latency_ms"] or a["size_mb"] < b["size_mb"]
+    return ge and gt
+
+
+def summarise(model: str, wl, front, setup_s: float, search_s: float) -> dict:
+    base = front.baselines
+    searched = [t.metrics for t in front.searched if t.ok]
+    fp32 = base["fp32"]["accuracy"]
+    out = {"model": model, "val": f"{wl.info.get('val_n')} held-out ({wl.info.get('split', '')})",
+           "baselines": base, "n_eval": len(front.trials), "n_search": len(front.searched),
+           "n_failed": len(front.failed), "search_min": search_s / 60, "setup_min": setup_s / 60,
+           "dominates": {n: any(dominates(m, base[n]) for m in searched) for n in base}}
+    pool = searched + list(base.values())
+    for tol in (0.005, 0.01):
+        ok = [m for m in pool if m["accuracy"] >= fp32 - tol]
+        out[f"best_latency_{tol}"] = min(ok, key=lambda m: m["latency_ms"]) if ok else None
+        out[f"best_size_{tol}"] = min(ok, key=lambda m: m["size_mb"]) if ok else None
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | baseline | accuracy | latency ms | size MB | front dominates it |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for n in BASELINES:
+            if n in r["baselines"]:
+                m = r["baselines"][n]
+                lines.append(f"| {r['model']} | {n} | {m['accuracy']:.4f} | {m['latency_ms']:.4f} | "
+                             f"{m['size_mb']:.4f} | {'yes' if r['dominates'][n] else 'no'} |")
+    lines += ["", "| model | within | best latency ms (acc) | vs fp32 | vs int8 | best size MB (acc) | vs int8 size |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b = r["baselines"]
+        for tol in (0.005, 0.01):
+            lat, size = r[f"best_latency_{tol}"], r[f"best_size_{tol}"]
+            if lat is None:
+                lines.append(f"| {r['model']} | {tol:.1%} | none | | | | |")
+                continue
+            lines.append(f"| {r['model']} | {tol:.1%} | {lat['latency_ms']:.4f} ({lat['accuracy']:.4f}) | "
+                         f"{b['fp32']['latency_ms'] / lat['latency_ms']:.2f}x | "
+                         f"{b['int8']['latency_ms'] / lat['latency_ms']:.2f}x | "
+                         f"{size['size_mb']:.4f} ({size['accuracy']:.4f}) | {b['int8']['size_mb'] / size['size_mb']:.2f}x |")
+    lines += ["", "| model | held-out split | evaluations (search + baselines) | failed | search min | model setup min |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['val']} | {r['n_eval']} ({r['n_search']} + {r['n_eval'] - r['n_search']}) | "
+                     f"{r['n_failed']} | {r['search_min']:.1f} | {r['setup_min']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot(results: list[tuple[str, object]], path: Path) -> None:
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    from matplotlib.figure import Figure
+
+    from tradeoff.core.pareto import nondominated_mask
+
+    fig = Figure(figsize=(5.2 * len(results), 4.6), layout="constrained")
+    markers = dict(zip(BASELINES, "Ds^P"))
+    for i, (model, front) in enumerate(results):
+        ax = fig.add_subplot(1, len(results), i + 1)
+        pts = [t.metrics for t in front.searched if t.ok]
+        if pts:
+            F = np.array([[-m["accuracy"], m["latency_ms"], m["size_mb"]] for m in pts])
+            keep = nondominated_mask(F)
+            xs = np.array([m["latency_ms"] for m in pts])
+            ys = np.array([m["accuracy"] for m in pts])
+            ax.scatter(xs[~keep], ys[~keep], s=14, color="#a9a9a9", label="searched, dominated")
+            ax.scatter(xs[keep], ys[keep], s=36, color="#1f6fb4", edgecolors="white",
+                       label="searched, on the 3-D front")
+        for n, m in front.baselines.items():
+            ax.scatter([m["latency_ms"]], [m["accuracy"]], s=80, marker=markers.get(n, "X"), facecolors="none",
+                       edgecolors="black", lw=1.4, label=f"{n} ({m['size_mb'] * 1000:.0f} kB)")
+        fp32 = front.baselines.get("fp32", {}).get("accuracy")
+        if fp32 is not None:
+            ax.axhline(fp32 - 0.005, color="#b03a2e", lw=0.8, ls="--", label="fp32 - 0.5 points")
+            ax.set_ylim(max(0.0, fp32 - 0.15), min(1.0, fp32 + 0.02))
+        ax.set_xscale("log")
+        ax.set_xlabel("latency ms (ORT CPU, 1 thread, batch 1; log)")
+        ax.set_ylabel("held-out accuracy (deployed ONNX)")
+        ax.set_title(model, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Compression search vs baselines (accuracy, latency; size in the legend)", fontsize=11)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="digits_cnn,timm,mnist1d_cnn")
+    p.add_argument("--timm", default="test_resnet", help="the timm model name (trained briefly on digits)")
+    p.add_argument("--budget", type=int, default=40, help="search trials per model (baselines not counted)")
+    p.add_argument("--finetune-steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(HERE / "results"))
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    models = [f"timm:{args.timm}" if m == "timm" else m for m in args.models.split(",")]
+    rows, fronts = [], []
+    for model in models:
+        print(f"== {model}", file=sys.stderr, flush=True)
+        wl, front, setup_s, search_s = run_one(model, args.budget, args.finetune_steps, args.seed)
+        rows.append(summarise(model, wl, front, setup_s, search_s))
+        fronts.append((model, front))
+    text = table(rows)
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    head = (f"Compression search ({args.budget} trials per model, nsga2 seeded with the baselines, fine-tune "
+            f"{args.finetune_steps} steps after pruning). Latency: ONNX Runtime CPU, 1 thread, batch 1, median; "
+            f"load average per core at the end {load:.1f} (other work shares this machine: latencies are noisy).\n")
+    print(head)
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compression.md").write_text(f"{head}\n{text}\n\n![front](compression.png)\n\n"
+                                        f"Command: `python bench/compression.py {' '.join(argv or sys.argv[1:])}`\n")
+    plot(fronts, out / "compression.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

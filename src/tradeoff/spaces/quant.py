@@ -1,0 +1,280 @@
+"""Mixed-precision quantization space: bits per layer of an ONNX model, materialized by ONNX Runtime.
+
+Layers are the graph's Conv, Gemm and MatMul nodes, named by the torch module they came from.
+Each takes a bit-width from ``bits``:
+
+- 32: left in float;
+- 16: no 16-bit integer kernels in ONNX Runtime's CPU provider, so it runs in float (recorded as
+  a fallback, never silently);
+- 8: static QDQ, per-channel int8 weights and int8 activations (``quantize_static`` on just the
+  chosen nodes; ONNX Runtime fuses each into an integer kernel);
+- 4: weight-only. A MatMul (a Gemm is rewritten as one) becomes ``MatMulNBits``, ONNX Runtime's
+  4-bit kernel (``MatMulNBitsQuantizer``); a Conv has no 4-bit kernel, so its weights are stored
+  as per-channel int4 with a DequantizeLinear, which ONNX Runtime folds to float at load: the
+  bytes shrink, the compute stays float (recorded as a fallback).
+
+``quantize`` returns the bytes to deploy and a record of what actually runs for each layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .params import Bits
+from .space import Config, Space
+
+QUANT_OPS = ("Conv", "Gemm", "MatMul")
+WEIGHT_ONLY_BLOCK = 32
+
+
+class QuantError(ValueError):
+    """A layer the quantizer cannot handle at the asked bit-width; the trial fails with this reason."""
+
+
+def layer_name(node_name: str, op: str) -> str:
+    """``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1`` (the torch module's name)."""
+    parts = [p for p in node_name.strip("/").split("/") if p]
+    if parts and parts[-1].split("_")[0] == op:
+        parts = parts[:-1]
+    out: list[str] = []
+    for p in parts:
+        if out and p.startswith(out[-1] + "."):
+            out[-1] = p
+        else:
+            out.append(p)
+    name = ".".join(out)
+    return name or node_name
+
+
+def quant_layers(onnx_bytes: bytes) -> dict[str, str]:
+    """Quantizable layers of an ONNX model: layer name -> node name (Conv, Gemm, MatMul, in graph order)."""
+    import onnx
+
+    model = onnx.load_model_from_string(onnx_bytes)
+    out: dict[str, str] = {}
+    for i, node in enumerate(model.graph.node):
+        if node.op_type not in QUANT_OPS:
+            continue
+        name = layer_name(node.name or f"{node.op_type}_{i}", node.op_type)
+        while name in out:
+            name += "_"
+        out[name] = node.name
+    return out
+
+
+class QuantSpace(Space):
+    """Bits per layer; ``nodes`` maps each param to the ONNX node it sets."""
+
+    def __init__(self, nodes: Mapping[str, str], bits: Sequence[int]):
+        bad = sorted({int(b) for b in bits} - {4, 8, 16, 32})
+        if bad:
+            raise ValueError(f"bits: {bad} not supported; allowed: 4, 8, 16, 32")
+        super().__init__({name: Bits(bits) for name in nodes})
+        self.nodes = dict(nodes)
+        self.bits = tuple(sorted(int(b) for b in bits))
+
+    def uniform(self, bits: int) -> Config:
+        return {n: bits for n in self.names}
+
+
+def quant_space(onnx_bytes: bytes, bits: Sequence[int] = (4, 8, 32)) -> QuantSpace:
+    """The space of per-layer bit-widths for this model's quantizable layers."""
+    nodes = quant_layers(onnx_bytes)
+    if not nodes:
+        raise ValueError("model: no Conv, Gemm or MatMul layers to quantize")
+    return QuantSpace(nodes, bits)
+
+
+def quantize(onnx_bytes: bytes, config: Mapping[str, int], nodes: Mapping[str, str],
+             calib: np.ndarray | Sequence[np.ndarray]) -> tuple[bytes, dict[str, Any]]:
+    """The deployable bytes for ``config`` (layer -> bits) and what runs for each layer."""
+    import onnx
+
+    model = onnx.load_model_from_string(onnx_bytes)
+    present = {n.name for n in model.graph.node}
+    runs: dict[str, str] = {}
+    by_bits: dict[int, list[str]] = {4: [], 8: []}
+    for layer, bits in config.items():
+        node = nodes[layer]
+        if node not in present:   # a pruned model keeps its module names, so this is a real mismatch
+            raise QuantError(f"layer {layer}: node {node!r} is not in the model")
+        if bits == 32:
+            runs[layer] = "fp32"
+        elif bits == 16:
+            runs[layer] = "fp32 (fallback: no 16-bit integer kernel in ONNX Runtime CPU)"
+        else:
+            by_bits[bits].append(node)
+    layer_of = {v: k for k, v in nodes.items()}
+    if by_bits[4]:
+        model, kinds = _weight_only_int4(model, by_bits[4])
+        for node, kind in kinds.items():
+            runs[layer_of[node]] = kind
+    if by_bits[8]:
+        model = _static_int8(model, by_bits[8], calib)
+        for node in by_bits[8]:
+            runs[layer_of[node]] = "int8 (QDQ, per-channel weights, int8 activations)"
+    record = {
+        "runs": runs,
+        "n_int8": sum(v.startswith("int8") for v in runs.values()),
+        "n_int4": sum(v.startswith("int4") for v in runs.values()),
+        "n_fallback": sum("fallback" in v for v in runs.values()),
+    }
+    return model.SerializeToString(), record
+
+
+# -- int8: ONNX Runtime's static QDQ quantizer on the chosen nodes ----------------------------------
+class _Reader:
+    """A CalibrationDataReader over calibration batches (one input)."""
+
+    def __init__(self, name: str, batches: Sequence[np.ndarray]):
+        self._it = iter([{name: np.ascontiguousarray(b, dtype=np.float32)} for b in batches])
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # pragma: no cover - part of the reader protocol
+        pass
+
+
+def _static_int8(model, node_names: list[str], calib) -> Any:
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    batches = [calib] if isinstance(calib, np.ndarray) else list(calib)
+    if not batches:
+        raise QuantError("int8 needs calibration data (calib)")
+    batches = [b for x in batches for b in np.array_split(x, max(1, len(x) // 64))]
+    inputs = {i.name for i in model.graph.initializer}
+    name = next(i.name for i in model.graph.input if i.name not in inputs)
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        src, dst = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "out.onnx")
+        onnx.save(model, src)
+        try:
+            quantize_static(src, dst, _Reader(name, batches), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            nodes_to_quantize=list(node_names), calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        except Exception as e:
+            raise QuantError(f"int8 quantization failed: {type(e).__name__}: {str(e).strip()[:300]}") from None
+        return onnx.load(dst)
+
+
+# -- int4 weight-only ---------------------------------------------------------------------------------
+def _weight_only_int4(model, node_names: list[str]) -> tuple[Any, dict[str, str]]:
+    """MatMulNBits for MatMul/Gemm nodes; int4 stored weights (float compute) for Conv nodes."""
+    inits = {t.name: t for t in model.graph.initializer}
+    by_name = {n.name: n for n in model.graph.node}
+    kinds: dict[str, str] = {}
+    matmuls: list[str] = []
+    for name in node_names:
+        node = by_name[name]
+        if len(node.input) < 2 or node.input[1] not in inits:
+            raise QuantError(f"layer {name}: 4-bit weight-only needs a constant weight; "
+                             f"{node.op_type} here multiplies two computed tensors")
+        if node.op_type == "Conv":
+            _int4_conv_weight(model, node, inits[node.input[1]])
+            kinds[name] = "int4 weights, fp32 compute (fallback: no 4-bit Conv kernel in ONNX Runtime CPU)"
+        else:
+            weight = _gemm_to_matmul(model, node, inits) if node.op_type == "Gemm" else node.input[1]
+            k = inits[weight].dims[0]
+            if k % 2 or k < 16:
+                raise QuantError(f"layer {name}: MatMulNBits needs an input size >= 16 and even, got {k}")
+            matmuls.append(name)
+            kinds[name] = f"int4 (MatMulNBits, block {WEIGHT_ONLY_BLOCK})"
+    if matmuls:
+        model = _matmul_nbits(model, matmuls)
+    return model, kinds
+
+
+def _matmul_nbits(model, node_names: list[str]):
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    with _quiet():
+        try:
+            cfg = DefaultWeightOnlyQuantConfig(block_size=WEIGHT_ONLY_BLOCK, is_symmetric=True)
+            q = MatMulNBitsQuantizer(model, block_size=WEIGHT_ONLY_BLOCK, is_symmetric=True,
+                                     nodes_to_include=list(node_names), algo_config=cfg)
+            q.process()
+        except Exception as e:
+            raise QuantError(f"int4 MatMulNBits failed: {type(e).__name__}: {str(e).strip()[:300]}") from None
+    out = q.model.model
+    done = {n.name for n in out.graph.node if n.op_type == "MatMulNBits"}
+    missing = [n for n in node_names if not any(d == n or d.startswith(n) for d in done)]
+    if missing:
+        raise QuantError(f"int4: MatMulNBits left {', '.join(missing)} unquantized")
+    return out
+
+
+def _gemm_to_matmul(model, node, inits) -> str:
+    """Gemm(x, W, b) with transB -> MatMul(x, W^T) + Add(b), same node name, so MatMulNBits applies."""
+    from onnx import helper, numpy_helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+        raise QuantError(f"layer {node.name}: Gemm with transA/alpha/beta is not handled by 4-bit weight-only")
+    w = numpy_helper.to_array(inits[node.input[1]])
+    if attrs.get("transB", 0):
+        w = w.T
+    wname = node.input[1] + "_kn"
+    model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w), wname))
+    inits[wname] = model.graph.initializer[-1]
+    out = node.output[0]
+    bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    mm_out = out + "_mm" if bias else out
+    idx = list(model.graph.node).index(node)
+    new = [helper.make_node("MatMul", [node.input[0], wname], [mm_out], name=node.name)]
+    if bias:
+        new.append(helper.make_node("Add", [mm_out, bias], [out], name=node.name + "_bias"))
+    model.graph.node.remove(node)
+    for k, n in enumerate(new):
+        model.graph.node.insert(idx + k, n)
+    return wname
+
+
+def _int4_conv_weight(model, node, init) -> None:
+    """Replace a Conv's float weight with per-output-channel symmetric int4 + DequantizeLinear."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.to_array(init).astype(np.float32)
+    flat = w.reshape(w.shape[0], -1)
+    scale = np.maximum(np.abs(flat).max(axis=1), 1e-12) / 7.0
+    q = np.clip(np.rint(flat / scale[:, None]), -8, 7).astype(np.int8).reshape(w.shape)
+    base = init.name + "_int4"
+    qt = helper.make_tensor(base, TensorProto.INT4, list(w.shape), q.flatten().tolist())
+    zp = helper.make_tensor(base + "_zp", TensorProto.INT4, [w.shape[0]], [0] * w.shape[0])
+    model.graph.initializer.extend([qt, numpy_helper.from_array(scale.astype(np.float32), base + "_scale"), zp])
+    dq = helper.make_node("DequantizeLinear", [base, base + "_scale", base + "_zp"], [base + "_dq"],
+                          name=node.name + "_w_dq", axis=0, domain="com.microsoft")
+    idx = list(model.graph.node).index(node)
+    model.graph.node.insert(idx, dq)
+    node.input[1] = base + "_dq"
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    still_used = any(init.name in n.input for n in model.graph.node)
+    if not still_used:
+        model.graph.initializer.remove(init)
+
+
+class _quiet:
+    """ONNX Runtime's quantizers log advice at WARNING for every call; keep the progress readable."""
+
+    def __enter__(self):
+        self._level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        logging.getLogger().setLevel(self._level)
+        return False

@@ -1,0 +1,182 @@
+"""Compression: quantization and pruning spaces, the workload on ORT, baselines, bad input."""
+
+import json
+
+import onnx
+import pytest
+import torch
+from torch import nn
+
+import tradeoff as to
+from tradeoff.core.trial import Trial
+from tradeoff.engine.study import load_trials, run_dir_for
+from tradeoff.hardware.base import export_onnx
+from tradeoff.spaces.prune import prune, prune_space
+from tradeoff.spaces.quant import quant_space, quantize
+from tradeoff.workloads.compression import compression
+from tradeoff.workloads.models import digits_data, train
+from tradeoff.workloads.sensitivity import allocate
+
+torch.set_num_threads(1)
+
+
+class Residual(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.dw = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False), nn.BatchNorm2d(c), nn.ReLU())
+        self.pw = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return torch.relu(x + self.pw(self.dw(x)))
+
+
+def tiny(c=16):
+    return nn.Sequential(nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU()), Residual(c),
+                         nn.Sequential(nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU()),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * c, 10))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = digits_data(8)
+    torch.manual_seed(0)
+    model = train(tiny(), d["x"], d["y"], steps=80, lr=1e-2)
+    return model, d
+
+
+def _ops(blob):
+    return {n.op_type for n in onnx.load_model_from_string(blob).graph.node}
+
+
+def test_quant_space_materializes_with_ort_tooling(digits):
+    model, d = digits
+    fp32 = export_onnx(model, (torch.from_numpy(d["x"][:1]),))
+    space = quant_space(fp32, (4, 8, 16, 32))
+    assert space.names == ["0.0", "1.dw.0", "1.pw.0", "2.0", "5"]   # named after the torch modules
+    calib = d["x"][:64]
+    q8, rec8 = quantize(fp32, space.uniform(8), space.nodes, calib)
+    assert rec8["n_int8"] == 5 and "QuantizeLinear" in _ops(q8) and len(q8) < len(fp32)
+    q4, rec4 = quantize(fp32, space.uniform(4), space.nodes, calib)
+    assert "MatMulNBits" in _ops(q4) and rec4["runs"]["5"].startswith("int4 (MatMulNBits")
+    assert rec4["n_fallback"] == 4 and "fallback" in rec4["runs"]["0.0"]   # Convs: int4 stored, float compute
+    mixed = {**space.uniform(8), "0.0": 32, "5": 16}
+    _qm, recm = quantize(fp32, mixed, space.nodes, calib)
+    assert recm["runs"]["0.0"] == "fp32" and "fallback" in recm["runs"]["5"] and recm["n_int8"] == 3
+    with pytest.raises(ValueError, match="bits"):
+        quant_space(fp32, (3, 8))
+
+
+def test_prune_space_is_dependency_aware_and_refuses_empty_layers(digits):
+    model, d = digits
+    x = torch.from_numpy(d["x"][:2])
+    space = prune_space(model, (x[:1],), keep=(0.25, 0.5, 1.0))
+    assert "5" not in space.names                        # the classifier keeps its ten outputs
+    assert set(space.channels.values()) == {16, 32}      # the residual couples stem, dw and pw: one group
+    cfg = {n: 0.5 for n in space.names}
+    net, rec = prune(model, (x[:1],), cfg, space)
+    assert rec["params_after"] < rec["params_before"] and net(x).shape == (2, 10)
+    assert net[1].dw[0].groups == net[1].dw[0].in_channels == net[0][0].out_channels == 8
+    assert sum(p.numel() for p in model.parameters()) == rec["params_before"]   # the original is untouched
+    with pytest.raises(ValueError, match=r"keep: 0.01 leaves 0 of the 16 channels"):
+        prune_space(model, (x[:1],), keep=(0.01, 1.0))
+    with pytest.raises(ValueError, match=r"keep: \[0.0\] outside \(0, 1\]"):
+        prune_space(model, (x[:1],), keep=(0.0, 1.0))
+
+
+def test_joint_search_with_baselines_on_ort_and_mlflow(digits, tmp_path):
+    model, d = digits
+    wl = to.compression(model, torch.from_numpy(d["x"][:1]), val=(d["x_val"], d["y_val"]), calib=d["x"][:64],
+                     bits=(4, 8, 32), keep=(0.5, 1.0), finetune=(d["x"], d["y"]), finetune_steps=5)
+    assert set(wl.baselines) == {"fp32", "int8", "int4_weight_only", "sensitivity"}
+    assert any(k.startswith("quant.") for k in wl.space.names) and any(k.startswith("prune.") for k in wl.space.names)
+    front = to.search(wl, {"accuracy": "maximize", "latency_ms": "minimize", "size_mb": "minimize"},
+                      targets={"cpu": {"runtime": "ort", "threads": 1}}, budget=4, initial="baselines",
+                      tracking={"uri": f"sqlite:///{tmp_path}/m.db", "experiment": "c"}, name="c")
+    assert set(front.baselines) == set(wl.baselines)
+    for m in front.baselines.values():
+        assert 0 <= m["accuracy"] <= 1 and m["latency_ms"] > 0 and m["val_n"] == len(d["y_val"])
+    b = front.baselines
+    assert b["int8"]["size_mb"] < b["fp32"]["size_mb"] and b["int8"]["n_int8"] == 5
+    assert b["int4_weight_only"]["size_mb"] < b["int8"]["size_mb"]
+    assert len(front.searched) == 4 and len(front.trials) == 8   # baselines are outside the trial budget
+    assert "4 trials" in front.summary() and "+ 4 baselines" in front.summary()
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    exp = client.get_experiment_by_name("c")
+    runs = client.search_runs([exp.experiment_id], "tags.baseline = 'int8'")
+    assert len(runs) == 1 and runs[0].data.metrics["n_int8"] == 5
+    parent = client.search_runs([exp.experiment_id], "tags.`tradeoff.kind` != 'trial'")[0]
+    assert "front.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    trials = load_trials(run_dir_for(parent.info.run_id))
+    assert [t.baseline for t in trials[:4]] == ["fp32", "int8", "int4_weight_only", "sensitivity"]
+    assert json.loads(front.to_json())["baselines"]["fp32"]["accuracy"] == b["fp32"]["accuracy"]
+
+
+def test_bad_models_fail_their_trials_with_the_reason(digits):
+    _, d = digits
+
+    class NoOnnx(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = nn.Conv2d(1, 8, 3), nn.Linear(8, 10)
+
+        def forward(self, x):
+            y = self.c(x).mean((2, 3))
+            if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+                raise RuntimeError("this layer has no ONNX form")
+            return self.fc(y)
+
+    x1 = torch.from_numpy(d["x"][:1])
+    wl = compression(NoOnnx().eval(), x1, val=(d["x_val"], d["y_val"]), bits=None, keep=(0.5,), baselines=False)
+    front = to.search(wl, {"accuracy": "maximize"}, budget=1, tracking=None)
+    assert front.failed and "export" in front.failed[0].reason and "no ONNX form" in front.failed[0].reason
+    with pytest.raises(ValueError, match="model: ONNX export failed"):
+        compression(NoOnnx().eval(), x1, val=(d["x_val"], d["y_val"]), bits=(8, 32))
+
+    class Attention(nn.Module):   # a MatMul of two computed tensors: no constant weight for 4-bit weight-only
+        def __init__(self):
+            super().__init__()
+            self.q, self.fc = nn.Linear(8, 16), nn.Linear(64, 10)
+
+        def forward(self, x):
+            h = self.q(x.reshape(-1, 8, 8))
+            return self.fc(torch.flatten(h @ h.transpose(1, 2), 1))
+
+    wl = compression(Attention().eval(), x1, val=(d["x_val"], d["y_val"]), bits=(4, 32), baselines=False)
+    matmul = next(n for n in wl.space.names if wl.space.nodes[n].endswith("MatMul") and n != "q")
+    ok = wl.evaluate({**wl.space.uniform(32), matmul: 32})
+    assert 0 <= ok["accuracy"] <= 1
+    from tradeoff.core.trial import TrialError
+
+    with pytest.raises(TrialError, match="4-bit weight-only needs a constant weight"):
+        wl.evaluate({**wl.space.uniform(32), matmul: 4})
+
+
+def test_sensitivity_allocation_meets_the_budget():
+    omega = {"a": {4: 10.0, 8: 1.0}, "b": {4: 0.1, 8: 0.01}, "c": {4: 5.0, 8: 0.5}}
+    sizes = {n: {4: 100.0, 8: 200.0} for n in omega}
+    got = allocate(omega, sizes, budget=450)
+    assert sum(sizes[n][b] for n, b in got.items()) <= 450
+    assert got == {"a": 8, "b": 4, "c": 4}   # the cheapest way to give up 150 bytes keeps the most sensitive layer
+    with pytest.raises(ValueError, match="size budget"):
+        allocate(omega, sizes, budget=100)
+
+
+def test_trial_json_without_baseline_still_loads():
+    old = json.dumps({"number": 0, "key": "k", "config": {}, "state": "complete", "metrics": {"x": 1.0},
+                      "reason": None, "feasible": True, "duration_s": 0.1, "batch": 0})
+    t = Trial.from_json(old)
+    assert t.baseline is None and Trial.from_json(Trial(1, "k", {}, baseline="fp32").to_json()).baseline == "fp32"
+
+
+def test_initial_baselines_needs_a_workload_with_baselines():
+    from tradeoff.recipe import RecipeError, build_workload, load_recipe
+
+    recipe, _ = load_recipe({"name": "z", "workload": "zdt1", "objectives": {"f1": "minimize", "f2": "minimize"},
+                             "search": {"budget": 5, "initial": "baselines"}})
+    with pytest.raises(RecipeError, match="search.initial: 'baselines'"):
+        build_workload(recipe)
+    with pytest.raises(RecipeError, match="search.initial"):
+        load_recipe({"name": "z", "workload": "zdt1", "objectives": {"f1": "minimize"},
+                     "search": {"initial": "best"}})
