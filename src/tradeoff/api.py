@@ -64,7 +64,6 @@ def search(
     """
     baselines = dict(space.baselines) if isinstance(space, Workload) else {}
     initial = seed_configs(initial, baselines)
-    space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     if budget is None and time_budget_s is None:
         raise ValueError("give a budget (trials) and/or time_budget_s (seconds)")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
