@@ -180,3 +180,10 @@ def test_initial_baselines_needs_a_workload_with_baselines():
     with pytest.raises(RecipeError, match="search.initial"):
         load_recipe({"name": "z", "workload": "zdt1", "objectives": {"f1": "minimize"},
                      "search": {"initial": "best"}})
+
+
+def test_users_own_model_from_a_python_reference():
+    wl = to.make_workload("compression", model="python: helpers.compression_models:tiny", bits=[8, 32])
+    assert set(wl.baselines) == {"fp32", "int8"} and wl.info["val_split"] == "digits 8x8 30% held out"
+    out = wl.evaluate(wl.baselines["int8"])
+    assert out["n_int8"] == 2 and 0 <= out["accuracy"] <= 1 and out["val_n"] == wl.info["val_n"]
