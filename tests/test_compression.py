@@ -180,3 +180,42 @@ def test_initial_baselines_needs_a_workload_with_baselines():
     with pytest.raises(RecipeError, match="search.initial"):
         load_recipe({"name": "z", "workload": "zdt1", "objectives": {"f1": "minimize"},
                      "search": {"initial": "best"}})
+
+
+def test_users_own_model_from_a_python_reference():
+    wl = to.make_workload("compression", model="python: helpers.compression_models:tiny", bits=[8, 32])
+    assert set(wl.baselines) == {"fp32", "int8"} and wl.info["val_split"] == "digits 8x8 30% held out"
+    out = wl.evaluate(wl.baselines["int8"])
+    assert out["n_int8"] == 2 and 0 <= out["accuracy"] <= 1 and out["val_n"] == wl.info["val_n"]
+
+
+def test_baselines_of_any_workload_come_first_outside_the_budget_and_survive_resume():
+    from tradeoff.engine.algorithms.base import make_algorithm
+    from tradeoff.engine.objectives import parse_objectives
+    from tradeoff.engine.study import Study, StudySpec
+    from tradeoff.workloads import Workload
+
+    calls = []
+
+    def evaluate(c):
+        calls.append(dict(c))
+        return {"f1": c["x"] / 10, "f2": 1 - c["x"] / 10}
+
+    space = to.Space({"x": to.Int(0, 10)})
+    wl = Workload("toy", space, evaluate, baselines={"low": {"x": 0}, "high": {"x": 10}})
+    front = to.search(wl, {"f1": "minimize", "f2": "minimize"}, budget=5, algorithm="random",
+                      initial="baselines", tracking=None)
+    assert [t.baseline for t in front.trials[:2]] == ["low", "high"] and len(front.searched) == 5
+    assert front.baselines == {"low": {"f1": 0.0, "f2": 1.0}, "high": {"f1": 1.0, "f2": 0.0}}
+    assert calls[:2] == [{"x": 0}, {"x": 10}] and calls.count({"x": 0}) == 1   # the seed came from the cache
+    with pytest.raises(ValueError, match="initial"):
+        to.search(space, {"f1": "minimize"}, evaluate=evaluate, budget=2, initial="baselines", tracking=None)
+    # a study interrupted after its baselines: resuming evaluates none of them again
+    spec = StudySpec(objectives=parse_objectives({"f1": "minimize", "f2": "minimize"}), algorithm="random", budget=3)
+    study = Study(space, evaluate, spec, algorithm=make_algorithm("random"), progress=False,
+                  baselines=wl.baselines)
+    study._evaluate_baselines(0.0)
+    n = len(calls)
+    resumed = Study.resume(study.run_id, space, evaluate, progress=False, baselines=wl.baselines).run()
+    assert {"x": 0} not in calls[n:] and {"x": 10} not in calls[n:]
+    assert len(resumed.searched) == 3 and set(resumed.baselines) == {"low", "high"}
