@@ -44,7 +44,7 @@ def test_good_recipe_validates_and_builds():
     ({"search__budgte": 5}, "search.budgte: unknown field; allowed here: algorithm, budget"),
     ({"search__budget": 0}, "search.budget: Input should be greater than 0"),
     ({"search__budget": None}, "search: give budget (trials) and/or time_budget_s (seconds)"),
-    ({"search__executor": "gpu"}, "search.executor: 'gpu' is not one of 'local' or 'threads'"),
+    ({"search__executor": "gpu"}, "search.executor: 'gpu' is not one of 'local', 'threads', 'processes' or 'ray'"),
     ({"objectives__f1": "minimise"}, "objectives: f1: 'minimise' is not one of minimize, maximize"),
     ({"objectives": {}}, "objectives: at least one objective is needed"),
     ({"constraints__f1": "at most 3"}, "constraints: constraint on 'f1': 'at most 3' is not of the form '<= 5'"),
