@@ -167,6 +167,7 @@ def test_a_second_process_on_a_run_is_refused_with_its_holder(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_concurrent_resumes_and_first_runs(tmp_path):
     """Two first runs on a new store both work; two resumes of one run at once: one runs, one is refused."""
     env = subprocess_env(tmp_path)
@@ -202,6 +203,7 @@ def wait_for_trials(runs: Path, n: int, exclude=frozenset(), timeout=90) -> Path
 
 # -- kills -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     """kill -9 the CLI again and again at random moments, resume each time: the log and MLflow agree, every
     trial once, no recorded trial evaluated again."""
@@ -237,6 +239,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
 
 # -- worker processes ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_segfault_fails_its_trial_and_is_not_evaluated_again(tmp_path):
     env = subprocess_env(tmp_path)
     r = recipe(tmp_path, budget=16, executor="processes", function="helpers.faults:segfault_above",
@@ -288,6 +291,7 @@ def test_worker_death_is_retried_once(tmp_path):
         ex.close()
 
 
+@pytest.mark.slow
 def test_ray_executor_runs_trials_and_fails_a_crash(tmp_path):
     front = to.search(SPACE, OBJ, faults.segfault_above, budget=10, algorithm="random", seed=0, tracking=None,
                       batch_size=5, executor="ray")
@@ -299,6 +303,7 @@ def test_ray_executor_runs_trials_and_fails_a_crash(tmp_path):
 
 # -- stores and directories ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_unusable_home_and_store_end_cleanly(tmp_path):
     env = subprocess_env(tmp_path)
     r = recipe(tmp_path, budget=8)
@@ -344,6 +349,7 @@ def stop_server(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 def test_server_stopped_mid_search_then_resumed_with_uri(tmp_path):
     """A real `mlflow server` dies mid-search: the run stops with a clean error and the resume command;
     the server comes back, `--resume ID --uri X` finishes the run there, and MLflow matches the log."""
