@@ -111,7 +111,10 @@ class Tracker(Protocol):
     """Where a study logs: one parent run per search, one child per trial, the front and the checkpoint.
 
     ``start`` returns the run id that names the study's run directory; ``reopen`` continues a
-    run on resume; ``finish`` ends it with FINISHED, KILLED or FAILED.
+    run on resume; ``finish`` ends it with FINISHED, KILLED or FAILED. Optional, used when
+    present: ``uri`` (printed in the resume command), ``experiment`` and
+    ``shared_reference(objectives)`` (a reference point shared by the experiment's runs), and
+    ``note_end(reason)`` (why a run ended).
     """
 
     def start(self, info: Mapping[str, Any]) -> str: ...

@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..core.protocols import Tracker
 from ..core.paths import run_dir_for, tradeoff_home  # noqa: F401  (re-exported)
 from ..core.run_lock import RunLock
 from ..spaces.space import Config, Space
@@ -111,7 +112,7 @@ class Study:
         evaluate: Callable[[Config], Mapping[str, float]],
         spec: StudySpec,
         algorithm: Algorithm | None = None,
-        tracker: Any = None,
+        tracker: Tracker | None = None,
         executor: Executor | str = "local",
         progress: bool | Progress = True,
         initial: list[Config] = (),
@@ -137,7 +138,7 @@ class Study:
         self.stop_reason: str | None = None
         if algorithm is None:
             algorithm = make_algorithm(spec.algorithm)
-        if not hasattr(algorithm, "space"):  # not set up yet (a resumed one is)
+        if algorithm.space is None:  # not set up yet (a resumed one is)
             if spec.reference_point:
                 algorithm.reference = np.array([o.sign * float(spec.reference_point[o.name]) for o in spec.objectives])
             algorithm.setup(space, len(spec.objectives), len(spec.constraints), spec.seed,
@@ -167,7 +168,7 @@ class Study:
 
     # -- resume --------------------------------------------------------------------------------
     @classmethod
-    def resume(cls, run_id: str, space: Space, evaluate, tracker=None, executor="local", progress=True,
+    def resume(cls, run_id: str, space: Space, evaluate, tracker: Tracker | None = None, executor="local", progress=True,
                algorithm: Algorithm | None = None, baselines: Mapping[str, Config] | None = None) -> "Study":
         """Continue a study from its run directory: nothing that finished is evaluated again.
 

@@ -19,6 +19,7 @@ class Algorithm(abc.ABC):
     """
 
     name = "algorithm"
+    space: Space | None = None       # set by setup; None until then
     batch_size: int | None = None   # the natural batch (a generation), None when any n works
     reference: np.ndarray | None = None  # the user's reference point, minimised, when given (set before setup)
 
