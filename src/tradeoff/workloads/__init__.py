@@ -31,7 +31,7 @@ class Workload:
     baselines: dict[str, Config] = field(default_factory=dict)
 
 
-WORKLOADS = Registry("workload", __name__, ["convnets", "function", "nasbench_graph", "problems", "table"])
+WORKLOADS = Registry("workload", __name__, ["caching", "convnets", "function", "nasbench_graph", "problems", "table"])
 register_workload = WORKLOADS.register
 
 
