@@ -7,7 +7,12 @@ import torch
 
 def make_dit_pipe():
     """diffusers' own DiTPipeline: a tiny DiT transformer, a tiny VAE, DDIM."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DiTPipeline,
+        DiTTransformer2DModel,
+    )
 
     torch.manual_seed(0)
     transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
@@ -23,10 +28,15 @@ def make_dit_pipe():
 
 def make_pixart_pipe():
     """The test bed's sampler around a random-initialised tiny PixArt transformer (prompts are digits)."""
-    from tradeoff.workloads.tiny_pixart import Captions, DigitsPipe, TestBedSpec, build_transformer
+    from tradeoff.workloads.tiny_pixart import (
+        Captions,
+        DigitsPipe,
+        BedSpec,
+        build_transformer,
+    )
 
     torch.manual_seed(0)
-    spec = TestBedSpec(layers=2)
+    spec = BedSpec(layers=2)
     model = build_transformer(spec)
     for p in model.proj_out.parameters():  # PixArt starts from a zero output layer: make its output vary
         torch.nn.init.normal_(p, std=0.1)

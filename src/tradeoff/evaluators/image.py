@@ -8,11 +8,15 @@ them away from the full-compute ones. Images are tensors N x C x H x W in [-1, 1
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from . import Evaluator
@@ -41,7 +45,7 @@ class _Features(nn.Module):
     def __init__(self, classifier: nn.Module):
         super().__init__()
         self.classifier = classifier
-        self.num_features = int(getattr(classifier, "num_features"))
+        self.num_features = int(classifier.num_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier.features(x.float() * 2.0 - 1.0)
@@ -71,7 +75,7 @@ class ImageFidelity(Evaluator):
     """An evaluator over generated images: ``context["reference"]`` holds the full-compute images."""
 
     name = "image_fidelity"
-    directions = {"psnr_db": "maximize", "ssim": "maximize"}
+    directions: ClassVar[dict[str, str]] = {"psnr_db": "maximize", "ssim": "maximize"}
 
     def __call__(self, artifact: torch.Tensor, context: Mapping[str, Any] | None = None) -> dict[str, float]:
         ref = (context or {})["reference"]

@@ -9,8 +9,9 @@ Applying a schedule to a model is in :mod:`tradeoff.spaces.cache_hooks`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -84,11 +85,16 @@ def cache_space(model_or_layout: Any, steps: int) -> Space:
     return Space({PARAM: Mask(layout.shape(steps), p=0.5)})
 
 
-def schedule_of(config: Any) -> np.ndarray:
-    """A config (``{"schedule": mask}``) or a bare mask to a bool array (True = recompute)."""
+def schedule_of(config: Any, layout: CacheLayout | None = None) -> np.ndarray:
+    """A config (``{"schedule": mask}``, as a trial stores it too) or a bare mask to a bool array (True = recompute).
+
+    A bit string (a trial's JSON form) needs the ``layout`` to recover the steps x blocks x components shape.
+    """
     mask = config[PARAM] if isinstance(config, Mapping) else config
     if isinstance(mask, str):
-        raise ValueError("schedule: give a bool array or a config; bit strings need the space (space.validate)")
+        if layout is None or set(mask) - {"0", "1"} or len(mask) % (layout.n_blocks * layout.n_components):
+            raise ValueError("schedule: a bit string needs the model's layout and a length of steps x blocks x components")
+        return np.frombuffer(mask.encode(), dtype=np.uint8).reshape(-1, layout.n_blocks, layout.n_components) == ord("1")
     arr = np.asarray(mask)
     if arr.ndim != 3:
         raise ValueError(f"schedule: a steps x blocks x components mask, got shape {arr.shape}")
@@ -168,9 +174,8 @@ def mac_fraction(schedule: np.ndarray, component_macs: np.ndarray, other_macs: f
 
 def component_macs(model: Any, layout: CacheLayout, call: Any) -> tuple[np.ndarray, float]:
     """MACs of each component (blocks x components) and of everything else, in one call ``call()`` of the model."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     model = getattr(model, "transformer", model)
     aten = torch.ops.aten
@@ -197,6 +202,20 @@ def bits(schedule: np.ndarray) -> str:
     return "".join("1" if b else "0" for b in schedule_of(schedule).ravel())
 
 
-__all__ = ["CacheLayout", "layout_of", "cache_space", "schedule_of", "effective", "is_full_compute", "resample_steps",
-           "to_ecad_json", "from_ecad_json", "mac_fraction", "component_macs", "RECOMPUTE", "REUSE", "PARAM"]
+__all__ = [
+    "PARAM",
+    "RECOMPUTE",
+    "REUSE",
+    "CacheLayout",
+    "cache_space",
+    "component_macs",
+    "effective",
+    "from_ecad_json",
+    "is_full_compute",
+    "layout_of",
+    "mac_fraction",
+    "resample_steps",
+    "schedule_of",
+    "to_ecad_json",
+]
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -185,7 +186,7 @@ def apply_schedule(model: Any, schedule: Any, layout: CacheLayout | None = None,
         scheduler = getattr(model, "scheduler", None)
     transformer = getattr(model, "transformer", model)
     layout = layout or layout_of(transformer)
-    sched = schedule_of(schedule)
+    sched = schedule_of(schedule, layout)
     if sched.shape[1:] != layout.shape(1)[1:]:
         raise ValueError(f"schedule: shape {sched.shape} does not fit this model "
                          f"(steps x {layout.n_blocks} blocks x {layout.n_components} components)")

@@ -59,7 +59,7 @@ def l2c(layout: CacheLayout, steps: int, part: str, depth: float = 0.0) -> np.nd
     names = {"attn": ATTENTION, "mlp": MLP, "both": ATTENTION + MLP}[part]
     s = full(layout, steps)
     which = _where(layout, names)
-    which[: int(round(depth * layout.n_blocks))] = False
+    which[: round(depth * layout.n_blocks)] = False
     for t in range(1, steps, 2):
         s[t][which] = False
     return s

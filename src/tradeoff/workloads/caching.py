@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,14 @@ import torch
 from ..core.registry import import_from
 from ..core.trial import TrialError
 from ..evaluators.image import Distribution, psnr_db, ssim
-from ..spaces.cache import PARAM, cache_space, component_macs, is_full_compute, layout_of, mac_fraction
+from ..spaces.cache import (
+    PARAM,
+    cache_space,
+    component_macs,
+    is_full_compute,
+    layout_of,
+    mac_fraction,
+)
 from ..spaces.cache_hooks import cached
 from ..spaces.cache_named import named_schedules
 from . import Workload, register_workload
@@ -153,9 +161,9 @@ def make_caching_workload(pipeline: str = "tiny_pixart", prompts: Any = None, se
                           steps: int = 20, train_steps: int | None = None, timing_repeats: int = 3) -> Workload:
     """``pipeline: tiny_pixart`` (the built-in digits test bed) or ``python: pkg.module:make_pipe``."""
     if pipeline == "tiny_pixart":
-        from .tiny_pixart import TestBedSpec, digits, load_test_bed
+        from .tiny_pixart import BedSpec, digits, load_test_bed
 
-        spec = TestBedSpec() if train_steps is None else TestBedSpec(train_steps=int(train_steps))
+        spec = BedSpec() if train_steps is None else BedSpec(train_steps=int(train_steps))
         bed = load_test_bed(spec, log=None)
         real, _ = digits("test")
         return caching(bed.pipe, _prompts_from(prompts) if prompts is not None else list(range(10)), list(seeds),

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ NULL_CLASS = 10
 
 
 @dataclass(frozen=True)
-class TestBedSpec:
+class BedSpec:
     """Everything that decides the trained weights (and so the cache key)."""
 
     layers: int = 6
@@ -54,7 +54,7 @@ def digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     return (x[:1500], y[:1500]) if split == "train" else (x[1500:], y[1500:])
 
 
-def build_transformer(spec: TestBedSpec, size: int = 8):
+def build_transformer(spec: BedSpec, size: int = 8):
     from diffusers import PixArtTransformer2DModel
 
     return PixArtTransformer2DModel(
@@ -138,7 +138,7 @@ def _train_classifier(seed: int = 0, steps: int = 600) -> DigitsClassifier:
     return clf.eval()
 
 
-def _train_transformer(spec: TestBedSpec, log=None) -> tuple[nn.Module, Captions, list[float]]:
+def _train_transformer(spec: BedSpec, log=None) -> tuple[nn.Module, Captions, list[float]]:
     from diffusers import DDPMScheduler
 
     torch.manual_seed(spec.seed)
@@ -175,14 +175,14 @@ def _train_transformer(spec: TestBedSpec, log=None) -> tuple[nn.Module, Captions
 class TestBed:
     pipe: DigitsPipe
     classifier: DigitsClassifier
-    spec: TestBedSpec
+    spec: BedSpec
     path: Path
 
 
-def load_test_bed(spec: TestBedSpec | None = None, log=print, threads: int | None = 1,
+def load_test_bed(spec: BedSpec | None = None, log=print, threads: int | None = 1,
                   cache_dir: Path | None = None) -> TestBed:
     """The trained test bed, from the disk cache (``tradeoff_home()/testbeds``) or trained now."""
-    spec = spec or TestBedSpec()
+    spec = spec or BedSpec()
     path = Path(cache_dir or tradeoff_home() / "testbeds") / f"tiny_pixart_{spec.key()}.pt"
     old = torch.get_num_threads()
     if threads:
