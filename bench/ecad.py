@@ -57,16 +57,19 @@ def pick(front_rows: list[dict], mac_at_least: float) -> dict | None:
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=240)
     ap.add_argument("--pop", type=int, default=24)
     ap.add_argument("--seeds", type=int, default=2, help="seeds per prompt (the 10 digits are the prompts)")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats for the measured speed-ups")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(OUT), help="where the tables and pictures go")
     args = ap.parse_args()
+    OUT = Path(args.out)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
     bed = load_test_bed()
@@ -87,7 +90,8 @@ def main() -> None:
     base = {k: wl.evaluate({PARAM: named[k]}) for k in BASELINES}
     t0 = time.perf_counter()
     front = to.search(wl, {"psnr_db": "maximize", "mac_speedup": "maximize"}, budget=args.budget, algorithm="nsga2",
-                      initial=initial, tracking=None, algorithm_options={"pop_size": args.pop}, name="ecad")
+                      initial=initial, tracking=None, algorithm_options={"pop_size": args.pop}, name="ecad",
+                      progress=True)
     search_s = time.perf_counter() - t0
     rows = [{"trial": m.number, **{k: float(v) for k, v in m.metrics.items()},
              "schedule": schedule_of(m.config, lay)} for m in front.members]

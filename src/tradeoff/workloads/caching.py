@@ -158,8 +158,14 @@ def _prompts_from(prompts: Any) -> list:
 
 @register_workload("caching")
 def make_caching_workload(pipeline: str = "tiny_pixart", prompts: Any = None, seeds: Sequence[int] = (0, 1, 2, 3),
-                          steps: int = 20, train_steps: int | None = None, timing_repeats: int = 3) -> Workload:
-    """``pipeline: tiny_pixart`` (the built-in digits test bed) or ``python: pkg.module:make_pipe``."""
+                          steps: int = 20, train_steps: int | None = None, timing_repeats: int = 3,
+                          threads: int | None = 1) -> Workload:
+    """``pipeline: tiny_pixart`` (the built-in digits test bed) or ``python: pkg.module:make_pipe``.
+
+    ``threads``: torch's CPU threads (1 by default: small models lose more to thread hand-offs than they gain).
+    """
+    if threads:
+        torch.set_num_threads(int(threads))
     if pipeline == "tiny_pixart":
         from .tiny_pixart import BedSpec, digits, load_test_bed
 

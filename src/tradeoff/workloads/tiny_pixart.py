@@ -147,7 +147,8 @@ def _train_transformer(spec: BedSpec, log=None) -> tuple[nn.Module, Captions, li
     x, y = digits("train")
     params = list(model.parameters()) + list(caps.parameters())
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
-    lr_at = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=spec.train_steps, pct_start=0.05)
+    lr_at = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=spec.train_steps,
+                                                pct_start=max(0.05, 2.0 / spec.train_steps))
     g = torch.Generator().manual_seed(spec.seed)
     losses, start = [], time.perf_counter()
     for it in range(spec.train_steps):
