@@ -14,14 +14,12 @@ import inspect
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..core.registry import import_from
 from ..core.trial import TrialError
-from ..evaluators.image import Distribution, psnr_db, ssim
 from ..spaces.cache import (
     PARAM,
     cache_space,
@@ -30,9 +28,11 @@ from ..spaces.cache import (
     layout_of,
     mac_fraction,
 )
-from ..spaces.cache_hooks import cached
 from ..spaces.cache_named import named_schedules
 from . import Workload, register_workload
+
+if TYPE_CHECKING:
+    import torch
 
 METRICS = {"psnr_db": "maximize", "ssim": "maximize", "mac_speedup": "maximize", "speedup": "maximize",
            "frechet": "minimize", "class_consistency": "maximize", "reuse_fraction": "maximize"}
@@ -40,6 +40,7 @@ METRICS = {"psnr_db": "maximize", "ssim": "maximize", "mac_speedup": "maximize",
 
 def sampler_for(pipe: Any) -> Callable[[list, list, int], torch.Tensor]:
     """``fn(prompts, seeds, steps) -> images N x C x H x W in [-1, 1]`` for a diffusers pipeline or our own sampler."""
+    import torch
     from diffusers import DiffusionPipeline
 
     if not isinstance(pipe, DiffusionPipeline):
@@ -81,6 +82,15 @@ def caching(pipe: Any, prompts: Sequence[Any], seeds: Sequence[int] = (0, 1, 2),
     hooked) or any sampler ``pipe(prompts, seeds, steps) -> images`` with those two attributes.
     ``classifier`` (with ``features``) and ``real_images`` add the distribution metrics.
     """
+    import torch
+
+    from ..evaluators.image import (  # torch, torchmetrics, diffusers load on first use
+        Distribution,
+        psnr_db,
+        ssim,
+    )
+    from ..spaces.cache_hooks import cached
+
     if not prompts or not seeds:
         raise ValueError("prompts and seeds: give at least one of each (the calibration set is prompts x seeds)")
     if threads:
@@ -165,6 +175,8 @@ def make_caching_workload(pipeline: str = "tiny_pixart", prompts: Any = None, se
     ``threads``: torch's CPU threads (1 by default: small models lose more to thread hand-offs than they gain).
     """
     if threads:
+        import torch
+
         torch.set_num_threads(int(threads))
     if pipeline == "tiny_pixart":
         from .tiny_pixart import BedSpec, digits, load_test_bed
