@@ -47,12 +47,18 @@ def test_recipes_validate_ui_and_errors(tmp_path):
     assert nores.returncode == 2 and "nope" in nores.stderr
 
 
+# recipes whose workload trains a model for minutes: a briefly trained one is enough to show they run
+QUICK = {"ecad_tiny_pixart": ["workload.train_steps=20", "workload.seeds=[0]", "workload.timing_repeats=1"]}
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
 def test_every_shipped_recipe_runs(tmp_path, recipe):
     data = yaml.safe_load(recipe.read_text())
     small = 6 if data.get("targets") else 20   # recipes that compile and time real models get fewer trials
     budget = min(small, data.get("search", {}).get("budget", small))
-    out = tradeoff(tmp_path, "run", str(recipe), "-q", "--set", f"search.budget={budget}", "--set", "tracking=false")
+    quick = [a for kv in QUICK.get(recipe.stem, []) for a in ("--set", kv)]
+    out = tradeoff(tmp_path, "run", str(recipe), "-q", "--set", f"search.budget={budget}", "--set", "tracking=false",
+                   *quick)
     assert out.returncode == 0, out.stderr
     m = re.search(r"(\d+) trials \((\d+) failed", out.stdout)
     assert m and int(m.group(1)) == budget

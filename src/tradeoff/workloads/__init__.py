@@ -31,7 +31,8 @@ class Workload:
     baselines: dict[str, Config] = field(default_factory=dict)
 
 
-WORKLOADS = Registry("workload", __name__, ["compression", "convnets", "function", "nasbench_graph", "problems", "table"])
+WORKLOADS = Registry("workload", __name__, ["caching", "compression", "convnets", "function", "nasbench_graph",
+                                          "problems", "table"])
 register_workload = WORKLOADS.register
 
 
