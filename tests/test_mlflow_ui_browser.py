@@ -56,37 +56,46 @@ def _chromium(browser: str, profile: Path, url: str, *args: str) -> subprocess.C
 
 @pytest.fixture
 def ui(tmp_path):
-    """A tracked search in a fresh store, and `mlflow ui` on it (its own process group, stopped after)."""
+    """A tracked search in a fresh store, and `tradeoff ui` on it; afterwards its whole process group is gone."""
     browser = _browser()
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     front = tradeoff.search(tradeoff.Space({"x": tradeoff.Float(0.0, 1.0)}), {"f1": "minimize", "f2": "minimize"},
                             lambda c: {"f1": c["x"], "f2": (1 - c["x"]) ** 2}, budget=12, algorithm="random",
                             tracking={"uri": uri, "experiment": "browser"}, name="ui-search")
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root",
-         (tmp_path / "mlruns").as_uri(), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "ui.log"
+    with open(log, "w") as out:  # `tradeoff ui`: the server in its own process group, stopped whole on SIGTERM
+        ui = subprocess.Popen([sys.executable, "-m", "tradeoff.cli", "ui", "--uri", uri, "--port", str(port)],
+                              stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "300"})
     base = f"http://127.0.0.1:{port}"
+    group = None
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if _get(f"{base}/health", 5).strip() == b"OK":
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow ui did not answer on {base} (exit {server.poll()})")
+        deadline = time.monotonic() + 300
+        while "ready: " not in log.read_text():
+            if ui.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"tradeoff ui did not say it was ready on {base}: {log.read_text()[-2000:]}")
             time.sleep(1)
+        group = int(log.read_text().split("server process group ")[1].split()[0])
+        assert _get(f"{base}/health").strip() == b"OK"
         yield browser, base, front, tmp_path
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(60)
+    assert ui.returncode == 0
+    assert group is not None and not _members(group), "mlflow processes outlived `tradeoff ui`"
+
+
+def _members(pgid: int) -> list[int]:
+    """Live processes of a process group (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
 
 
 @pytest.mark.slow
