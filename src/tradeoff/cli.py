@@ -24,7 +24,10 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error is one line, howe
 def recipe_dirs() -> list[Path]:
     """Where shipped recipes live: ./recipes, then the project's recipes/ beside the package."""
     here = Path(__file__).resolve()
-    dirs = [Path.cwd() / "recipes", here.parents[2] / "recipes", here.parent / "recipes"]
+    # a checkout (src/tradeoff/..), then an installed wheel: PREFIX/lib/pythonX.Y/site-packages/tradeoff
+    # has its recipes in PREFIX/share/tradeoff/recipes
+    dirs = [Path.cwd() / "recipes", here.parents[2] / "recipes", here.parent / "recipes",
+            here.parents[4] / "share" / "tradeoff" / "recipes", Path(sys.prefix) / "share" / "tradeoff" / "recipes"]
     out = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
