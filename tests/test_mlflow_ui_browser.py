@@ -51,7 +51,7 @@ def _chromium(browser: str, profile: Path, url: str, *args: str) -> subprocess.C
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
            f"--user-data-dir={profile}", "--window-size=1600,1000", "--virtual-time-budget=30000", *args, url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=480)  # a loaded machine renders slowly
 
 
 @pytest.fixture
