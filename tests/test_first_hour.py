@@ -88,7 +88,7 @@ def test_a_missing_function_or_module_is_one_line_naming_the_field(tmp_path, cap
     assert "Traceback" not in err
     assert main(["validate", str(_fn_recipe(tmp_path, "nomod_xyz:fn"))]) == 2
     err = capsys.readouterr().err
-    assert "no module named 'nomod_xyz'" in err and "recipe's folder" in err and "PYTHONPATH" in err
+    assert "No module named 'nomod_xyz'" in err and "recipe's folder" in err and "PYTHONPATH" in err
 
 
 def test_api_arguments_are_checked_with_a_line_naming_them():
