@@ -24,7 +24,10 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error line stays whole 
 def recipe_dirs() -> list[Path]:
     """Where shipped recipes live: ./recipes, then the project's recipes/ beside the package."""
     here = Path(__file__).resolve()
-    dirs = [Path.cwd() / "recipes", here.parents[2] / "recipes", here.parent / "recipes"]
+    # a checkout (src/tradeoff/..), then an installed wheel: PREFIX/lib/pythonX.Y/site-packages/tradeoff
+    # has its recipes in PREFIX/share/tradeoff/recipes
+    dirs = [Path.cwd() / "recipes", here.parents[2] / "recipes", here.parent / "recipes",
+            here.parents[4] / "share" / "tradeoff" / "recipes", Path(sys.prefix) / "share" / "tradeoff" / "recipes"]
     out = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
@@ -206,17 +209,67 @@ def cmd_validate(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from .tracking.mlflow import default_tracking_uri
+    from .tracking.mlflow import default_tracking_uri, local_artifact_root
 
     uri = args.uri or default_tracking_uri()
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
-    if uri.startswith("sqlite:") or uri.startswith("file:"):
-        cmd += ["--default-artifact-root", (Path.cwd() / "mlruns").as_uri()]
-    console.print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it", highlight=False)
+    if uri.startswith("sqlite:") or uri.startswith("file:"):  # artifacts beside the store, as the tracker keeps them
+        cmd += ["--default-artifact-root", local_artifact_root(uri) or (Path.cwd() / "mlruns").as_uri()]
+    url = f"http://{args.host}:{args.port}"
+    console.print(f"starting the MLflow UI on {url} (store {uri}); Ctrl-C stops it", highlight=False)
     if args.dry_run:
         console.print(" ".join(cmd), highlight=False)
         return 0
-    return subprocess.call(cmd)
+    return serve_ui(cmd, url)
+
+
+def serve_ui(cmd: list[str], url: str, ready_timeout_s: float = 600) -> int:
+    """Run the server in its own process group, say when it answers, and stop the whole group
+    (its workers included) on Ctrl-C or SIGTERM."""
+    import signal
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen(cmd, start_new_session=True)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        console.print(f"server process group {proc.pid}", highlight=False)
+        deadline = time.monotonic() + ready_timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                    if r.read().strip() == b"OK":
+                        console.print(f"ready: {url}", highlight=False)
+                        break
+            except OSError:
+                time.sleep(0.5)
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    try:  # workers that outlived their parent, or a parent that would not stop
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ def import_from(spec: str) -> Any:
         module = importlib.import_module(mod)
     except ModuleNotFoundError as e:
         if e.name and (mod == e.name or mod.startswith(e.name + ".")):  # the module itself, not one it imports
-            raise ValueError(f"{spec!r}: no module named {e.name!r} (searched the recipe's folder, the working "
+            raise ValueError(f"No module named {e.name!r} for {spec!r} (searched the recipe's folder, the working "
                              f"directory and PYTHONPATH)") from None
         raise
     try:

@@ -216,7 +216,7 @@ class Study:
                 # sized from the trials at the last checkpoint, so a resumed run asks exactly what
                 # the interrupted one asked (its finished trials are then taken from the cache)
                 n = batch if spec.budget is None else min(batch, spec.budget - self._told)
-                configs, self._pending = self._pending or [self.space.validate(c) for c in self.algorithm.ask(n)], []
+                configs, self._pending = self._pending or self._ask(n), []
                 if not configs:  # e.g. a population that cannot breed anything new in a tiny space
                     self.stop_reason = (f"{spec.algorithm} proposed nothing new after "
                                         f"{len(self.cache)} distinct configs")
@@ -290,8 +290,14 @@ class Study:
 
     def _exhausted(self) -> bool:
         """Every config of a finite space has been evaluated (a table's rows when it knows them)."""
-        size = getattr(self.space, "n_configs", None) or self.space.cardinality
+        size = getattr(self.space, "n_configs", self.space.cardinality)
         return math.isfinite(size) and len(self.cache) >= size
+
+    def _ask(self, n: int) -> list[Config]:
+        configs = [self.space.validate(c) for c in self.algorithm.ask(n)]
+        if getattr(self.space, "rows", None) is not None:  # a sparse table: only configs that exist
+            configs = [self.space.nearest_row(c, self.cache) for c in configs]
+        return configs
 
     def _searched(self) -> int:
         return sum(1 for t in self.trials if not t.baseline)

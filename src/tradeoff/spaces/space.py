@@ -44,6 +44,39 @@ class Space:
         self._gene_hi = np.concatenate(hi).astype(float)
         self._gene_kinds = tuple(kinds)
         self._gene_slices = slices
+        self._rows: list[Config] | None = None  # the configs that exist, for a sparse table (None: all do)
+        self._row_keys: dict[str, int] = {}
+        self._row_features: np.ndarray | None = None
+
+    # -- sparse spaces (a table that is not the full cross product of its columns) -------------
+    def with_rows(self, rows: list[Mapping[str, Any]]) -> "Space":
+        """The same params, restricted to these configs: sampling and ``nearest_row`` stay on them."""
+        out = Space(self._params)
+        out._rows = [out.validate(r) for r in rows]
+        out._row_keys = {out.key(r): i for i, r in enumerate(out._rows)}
+        return out
+
+    @property
+    def rows(self) -> list[Config] | None:
+        return self._rows
+
+    @property
+    def n_configs(self) -> float:
+        """How many configs exist: the rows of a sparse space, else the cardinality."""
+        return len(self._row_keys) if self._rows is not None else self.cardinality
+
+    def nearest_row(self, config: Mapping[str, Any], exclude: Any = ()) -> Config:
+        """The config itself when it exists, else the closest existing one (in features) whose key is
+        not in ``exclude`` (the evaluated ones), so a search never asks for a config that is not there."""
+        if self._rows is None or self.key(config) in self._row_keys:
+            return dict(config)
+        if self._row_features is None:
+            self._row_features = self.encode_many(self._rows)
+        d = np.linalg.norm(self._row_features - self.encode(config), axis=1)
+        for i in np.argsort(d, kind="stable"):
+            if self.key(self._rows[i]) not in exclude:
+                return dict(self._rows[i])
+        return dict(self._rows[int(np.argmin(d))])
 
     # -- mapping-like ------------------------------------------------------------------------
     @property
@@ -76,6 +109,8 @@ class Space:
 
     # -- configs -------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Config:
+        if self._rows is not None:
+            return dict(self._rows[int(rng.integers(len(self._rows)))])
         return {n: p.sample(rng) for n, p in self._params.items()}
 
     def default(self) -> Config:

@@ -170,16 +170,13 @@ def plot_fronts(fronts: dict[str, Front], labels: dict[str, str], path: Path, re
         order = np.argsort(x)
         ax.step(x[order], y[order], where="post", color=colour, lw=1.5, alpha=0.8)
         ax.scatter(x, y, color=colour, s=22, label=f"{labels[rid]}: {len(members)} on the front", zorder=3)
-    if len(names) > 1 and all(math.isfinite(reference.get(n, math.nan)) for n in names[:2]):
-        ax.scatter([reference[names[0]]], [reference[names[1]]], marker="x", color="black", s=50,
-                   label=f"reference ({source})")
     dirs = {o.name: o.direction for o in next(iter(fronts.values())).objectives}
     ax.set_xlabel(f"{names[0]} ({dirs[names[0]]})")
     ax.set_ylabel(f"{names[1]} ({dirs[names[1]]})" if len(names) > 1 else "")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     extra = f" (first two of {len(names)} objectives)" if len(names) > 2 else ""
-    fig.suptitle(f"Pareto fronts{extra}", fontsize=11)
+    fig.suptitle(f"Pareto fronts{extra}\nhypervolumes at reference {point_text(reference)} ({source})", fontsize=10)
     return _save(fig, path)
 
 

@@ -296,8 +296,9 @@ class MlflowTracker:
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
-            try:
-                return self.client.create_experiment(self.experiment, artifact_location=local_artifact_root(self.uri))
+            try:  # the UI opens a model-training experiment on its runs table and charts (not the GenAI overview)
+                return self.client.create_experiment(self.experiment, artifact_location=local_artifact_root(self.uri),
+                                                     tags={"mlflow.experimentKind": "custom_model_development"})
             except MlflowException:  # created meanwhile by another process
                 exp = self.client.get_experiment_by_name(self.experiment)
                 if exp is None:

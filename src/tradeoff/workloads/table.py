@@ -86,6 +86,9 @@ def table_workload(frame, params: Sequence[str] | None = None, metrics: Sequence
     for key, row in zip(frame[list(params)].itertuples(index=False, name=None), values):
         lookup.setdefault(tuple(key), dict(zip(metrics, row.tolist())))
 
+    if len(lookup) < space.cardinality:  # sparse: the space knows its rows, so no trial asks for a missing one
+        space = space.with_rows([dict(zip(params, k)) for k in lookup])
+
     def evaluate(config: dict[str, Any]) -> dict[str, float]:
         key = tuple(config[p] for p in params)
         if key not in lookup:

@@ -1,0 +1,123 @@
+"""The MLflow UI in a real browser: headless Chromium shows the parent runs, the hypervolume chart
+and the front artifacts of a tracked search. The screenshot is kept in .test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import tradeoff
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / ".test-artifacts"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def _browser() -> str:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.geteuid() != 0:
+        pytest.skip("no Chromium on this machine and not root to install it (apt-get install chromium); "
+                    ".ci/run installs it")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=600)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, timeout=900,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 10) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
+
+
+def _chromium(browser: str, profile: Path, url: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+           f"--user-data-dir={profile}", "--window-size=1600,1000", "--virtual-time-budget=30000", *args, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=480)  # a loaded machine renders slowly
+
+
+@pytest.fixture
+def ui(tmp_path):
+    """A tracked search in a fresh store, and `tradeoff ui` on it; afterwards its whole process group is gone."""
+    browser = _browser()
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    front = tradeoff.search(tradeoff.Space({"x": tradeoff.Float(0.0, 1.0)}), {"f1": "minimize", "f2": "minimize"},
+                            lambda c: {"f1": c["x"], "f2": (1 - c["x"]) ** 2}, budget=12, algorithm="random",
+                            tracking={"uri": uri, "experiment": "browser"}, name="ui-search")
+    port = _free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "w") as out:  # `tradeoff ui`: the server in its own process group, stopped whole on SIGTERM
+        ui = subprocess.Popen([sys.executable, "-m", "tradeoff.cli", "ui", "--uri", uri, "--port", str(port)],
+                              stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "300"})
+    base = f"http://127.0.0.1:{port}"
+    group = None
+    try:
+        deadline = time.monotonic() + 300
+        while "ready: " not in log.read_text():
+            if ui.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"tradeoff ui did not say it was ready on {base}: {log.read_text()[-2000:]}")
+            time.sleep(1)
+        group = int(log.read_text().split("server process group ")[1].split()[0])
+        assert _get(f"{base}/health").strip() == b"OK"
+        yield browser, base, front, tmp_path
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(60)
+    assert ui.returncode == 0
+    assert group is not None and not _members(group), "mlflow processes outlived `tradeoff ui`"
+
+
+def _members(pgid: int) -> list[int]:
+    """Live processes of a process group (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow
+def test_experiment_page_shows_runs_hypervolume_and_front_artifacts(ui):
+    browser, base, front, tmp = ui
+    import json
+
+    exp = json.loads(_get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=browser"))
+    exp_id = exp["experiment"]["experiment_id"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "mlflow-ui-experiment.png"
+    shot.unlink(missing_ok=True)
+    page = f"{base}/#/experiments/{exp_id}"
+    _chromium(browser, tmp / "p0", f"{page}/runs?compareRunsMode=CHART", f"--screenshot={shot}")
+    assert shot.exists() and shot.read_bytes()[:4] == b"\x89PNG"
+
+    dom = _chromium(browser, tmp / "p1", f"{page}/runs", "--dump-dom").stdout
+    assert "ui-search" in dom  # the parent run is listed
+    for attempt in range(3):  # the chart view renders late on a loaded machine
+        charts = _chromium(browser, tmp / f"p2{attempt}", f"{page}/runs?compareRunsMode=CHART", "--dump-dom").stdout
+        if "hypervolume" in charts:
+            break
+    assert "hypervolume" in charts  # the hypervolume chart is drawn
+    run_page = _chromium(browser, tmp / "p3", f"{page}/runs/{front.run_id}/artifacts", "--dump-dom").stdout
+    assert "front.png" in run_page and "front.csv" in run_page
