@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -308,12 +308,8 @@ class MlflowTracker:
         return exp.experiment_id
 
     def _end(self, run_id: str, status: str, end_time: int) -> None:
-        """Terminate a child run: straight to the store, sparing a server the 'View run at' print and a get_run."""
-        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
-        if store is None:
-            self.client.set_terminated(run_id, status, end_time=end_time)
-        else:
-            store.update_run_info(run_id, run_status=RunStatus.from_string(status), end_time=end_time, run_name=None)
+        """Terminate a child run with its status and end time."""
+        self.client.set_terminated(run_id, status, end_time=end_time)
 
     def _batch(self, run_id: str, params: Mapping[str, str] = (), metrics: Mapping[str, float] = (),
                tags: Mapping[str, str] = (), timestamp: int | None = None, step: int = 0) -> None:

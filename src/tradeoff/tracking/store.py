@@ -33,7 +33,7 @@ def open_client(uri: str):
             raise StoreError(f"tracking store {uri}: directory {db.parent} does not exist")
         with file_lock(db.with_name(db.name + ".lock")):
             client = MlflowClient(tracking_uri=uri)
-            client._tracking_client.store  # noqa: B018 - the property creates and migrates the database
+            client.search_experiments(max_results=1)  # the first call creates and migrates the database
             return client
     except StoreError:
         raise
