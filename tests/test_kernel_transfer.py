@@ -12,10 +12,12 @@ pytest.importorskip("onnxruntime")
 torchvision = pytest.importorskip("torchvision")
 
 from tradeoff.evaluators.complexity import count_graph  # noqa: E402
+from tradeoff.evaluators.predicted_latency import PredictedLatency  # noqa: E402
 from tradeoff.hardware.base import Artifact, export_onnx, make_target  # noqa: E402
 from tradeoff.hardware.cache import MeasurementCache  # noqa: E402
 from tradeoff.hardware.onnx_graph import Graph, inferred  # noqa: E402
 from tradeoff.predictors.kernels import FREE_OPS, KernelTable, isolate, parse_kernels  # noqa: E402
+from tradeoff.predictors.latency import LatencyPredictor  # noqa: E402
 
 FAST = {"warmup": 1, "min_repeats": 3, "time_cap_s": 0.05}
 
@@ -98,3 +100,36 @@ def test_shared_weights_constants_and_dynamic_batch_isolate():
         assert len(names) == len(feeds), k.describe()     # no weight or alias left dangling as an input
         out = sess.run(None, dict(zip(names, feeds)))[0]
         assert tuple(out.shape) == k.output and np.isfinite(out).all()
+
+
+class Median(LatencyPredictor):
+    """Predicts the calibration median; enough to see the gate's family check (it reads coverage only)."""
+
+    name = "median"
+
+    def fit(self, measured):
+        self.learn_coverage([a for a, _ in measured])
+        self.value = float(np.median([ms for _, ms in measured]))
+        return self
+
+    def predict(self, artifact):
+        return self.value
+
+
+def test_gate_refuses_a_family_it_was_not_calibrated_on():
+    from tradeoff.workloads.convnets import convnet_space
+
+    space = convnet_space(resolution=32)
+    rng = np.random.default_rng(0)
+    convnets = [space.build(space.sample(rng)) for _ in range(8)]
+    p = Median().fit([(a, 1.0) for a in convnets])
+    p.quality = {"within_10pct": 1.0, "kendall_tau": 1.0, "n": 8}
+    gate = PredictedLatency(p, min_within_10pct=0.9, min_kendall_tau=0.9)
+    other = space.build(space.sample(rng))
+    assert gate.family_gaps(other) == [] and gate(other)["latency_ms"] == 1.0     # the same family: predicted
+    shuffle = _artifact("shufflenet_v2_x0_5")
+    gaps = gate.family_gaps(shuffle)
+    assert gaps and all("outside the calibrated" in g or "never seen in calibration" in g for g in gaps), gaps
+    with pytest.raises(ValueError, match="not calibrated on models like shufflenet_v2_x0_5: .*own calibration"):
+        gate(shuffle)
+    assert PredictedLatency(p, 0.9, 0.9, check_family=False)(shuffle)["latency_ms"] == 1.0
