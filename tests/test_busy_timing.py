@@ -36,3 +36,12 @@ def test_waiting_for_quiet_is_bounded():
     waited = wait_for_quiet(0.5, -1.0)        # a level never reached: waits the limit, no longer
     assert 0.5 <= waited < 2.0 and time.perf_counter() - t0 < 2.5
     assert TimingPolicy.from_settings({"wait_for_quiet_s": 3}).wait_for_quiet_s == 3
+
+
+def test_a_moved_reference_flags_the_figure_noisy():
+    target = make_target("ort", threads=1, cache=False, timing=FAST)
+    ref = reference_artifact()
+    first = target.measure(ref)
+    target._ref_first_ms = 3.0 * first.median_ms / first.ref_ratio     # as if the device had been 3x slower before
+    moved = target.measure(ref)
+    assert moved.ref_drift < -0.10 and moved.noisy

@@ -159,6 +159,7 @@ class Target(abc.ABC):
             ref_ms = stats.median_ms / stats.ref_ratio
             first = self.__dict__.setdefault("_ref_first_ms", ref_ms)
             stats.ref_drift = ref_ms / first - 1.0
+            stats.noisy = stats.noisy or abs(stats.ref_drift) > 0.10   # the yardstick moved: not a clean figure
         if self.cache is not None:
             self.cache.put(key, stats)
         return stats
