@@ -77,7 +77,7 @@ def transfer(rep, target, stat: str, resolutions, log=print) -> dict:
     rows = []
     for art in standard_models(resolutions):
         st = target.measure(art)
-        row = {"model": art.name, "measured_ms": float(getattr(st, stat)), "ci_rel": st.ci_rel, "noisy": st.noisy}
+        row = {"artifact": art.name, "measured_ms": float(getattr(st, stat)), "ci_rel": st.ci_rel, "noisy": st.noisy}
         for name, p in rep.predictors.items():
             gate = PredictedLatency(p, min_within_10pct=0.0, min_kendall_tau=0.0)
             row[name] = float(p.predict(art))

@@ -77,4 +77,4 @@ class Coverage:
 
 
 def _fmt(v: float) -> str:
-    return f"{v / 1e6:.2f}M" if v >= 1e5 else f"{v:.0f}"
+    return f"{v / 1e6:.2f}M" if v >= 1e4 else f"{v:.0f}"
