@@ -133,3 +133,11 @@ def test_gate_refuses_a_family_it_was_not_calibrated_on():
     with pytest.raises(ValueError, match="not calibrated on models like shufflenet_v2_x0_5: .*own calibration"):
         gate(shuffle)
     assert PredictedLatency(p, 0.9, 0.9, check_family=False)(shuffle)["latency_ms"] == 1.0
+
+
+def test_gate_quotes_the_devices_own_repeatability():
+    p = Median()
+    p.quality = {"within_10pct": 0.5, "kendall_tau": 1.0, "n": 8, "repeatability_within_10pct": 0.8}
+    with pytest.raises(ValueError, match=r"50% within ±10% on 8 held-out models, the recipe requires 90% "
+                                         r"\(the device itself re-times 80% of models within ±10%"):
+        PredictedLatency(p, min_within_10pct=0.9, min_kendall_tau=0.0)
