@@ -11,6 +11,7 @@
 
     .venv/bin/python bench/latency.py                    # all parts (about 10-15 minutes on 2 cores)
     .venv/bin/python bench/latency.py --parts 1,4 --tune 0
+    .venv/bin/python bench/latency.py --parts 1 --busy --timing '{"reference": true, "wait_for_quiet_s": 10}'
 
 Prints markdown tables; writes bench/results/latency.json.
 """
@@ -18,6 +19,7 @@ Prints markdown tables; writes bench/results/latency.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -57,22 +59,32 @@ def models():
     ]
 
 
-def part1(arts, repeats: int) -> list[dict]:
+def part1(arts, repeats: int, timing: dict | None = None) -> list[dict]:
+    """CV of the median over independent sessions, of the p10 (less disturbed by contention) and, with a
+    reference in the policy, of the ratio to it."""
     from tradeoff.hardware.base import make_target
 
     rows = []
     for a in arts:
-        meds, ns, noisy, ci = [], [], 0, []
+        meds, p10s, ratios, ns, noisy, ci, waited = [], [], [], [], 0, [], []
         for _ in range(repeats):
-            s = make_target("ort", threads=1, cache=False).measure(a)
+            s = make_target("ort", threads=1, cache=False, timing=timing or {}).measure(a)
             meds.append(s.median_ms)
+            p10s.append(s.p10_ms)
+            ratios.append(s.ref_ratio)
             ns.append(s.n)
             ci.append(s.ci_rel)
+            waited.append(s.waited_s)
             noisy += s.noisy
         cv = statistics.pstdev(meds) / statistics.mean(meds)
-        rows.append({"model": a.name, "median_ms": statistics.median(meds), "cv": cv, "min": min(meds),
-                     "max": max(meds), "n": statistics.median(ns), "ci_rel": statistics.median(ci), "noisy": noisy})
-        print(f"  {a.name}: medians {[round(m, 4) for m in meds]} cv {cv:.2%}", file=sys.stderr, flush=True)
+        cv_ratio = statistics.pstdev(ratios) / statistics.mean(ratios) if all(ratios) else float("nan")
+        cv_p10 = statistics.pstdev(p10s) / statistics.mean(p10s)
+        rows.append({"model": a.name, "median_ms": statistics.median(meds), "cv": cv, "cv_ratio": cv_ratio,
+                     "cv_p10": cv_p10,
+                     "min": min(meds), "max": max(meds), "n": statistics.median(ns),
+                     "ci_rel": statistics.median(ci), "noisy": noisy, "waited_s": round(sum(waited), 1)})
+        print(f"  {a.name}: medians {[round(m, 4) for m in meds]} cv {cv:.2%}, ratio cv {cv_ratio:.2%}",
+              file=sys.stderr, flush=True)
     return rows
 
 
@@ -151,6 +163,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tune", type=int, default=64, help="MetaSchedule trials for the tuned TVM column (0: skip)")
     ap.add_argument("--budget", type=int, default=200)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--timing", default="{}", help="timing policy for part 1, as JSON, e.g. "
+                    '\'{"reference": true, "wait_for_quiet_s": 10}\'')
+    ap.add_argument("--busy", action="store_true", help="part 1 again with a process spinning on one core")
     args = ap.parse_args(argv)
     parts = {int(p) for p in args.parts.split(",")}
     os.environ.setdefault("TRADEOFF_HOME", tempfile.mkdtemp(prefix="tradeoff-bench-"))
@@ -162,11 +177,20 @@ def main(argv=None) -> int:
     result: dict = {"machine": header}
     arts = models() if parts & {1, 2} else []
     if 1 in parts:
-        rows = part1(arts, args.repeats)
-        result["stability"] = rows
-        print("### 1. Stability of the reported median (ORT CPU, 1 thread, 5 independent measurements)\n")
-        print(md_table([{**r, "cv": f"{r['cv']:.2%}", "ci_rel": f"±{r['ci_rel']:.1%}"} for r in rows],
-                       ["model", "median_ms", "cv", "min", "max", "n", "ci_rel", "noisy"]) + "\n")
+        from latency_predictors import CpuHog
+
+        timing = json.loads(args.timing)
+        for label in ("as found", "one core busy") if args.busy else ("as found",):
+            hog = CpuHog() if label != "as found" else contextlib.nullcontext()
+            with hog:
+                rows = part1(arts, args.repeats, timing)
+            result.setdefault("stability", {})[label] = rows
+            print(f"### 1. Stability of the reported median (ORT CPU, 1 thread, {args.repeats} independent "
+                  f"measurements, {label}, policy {timing})\n")
+            print(md_table([{**r, "cv": f"{r['cv']:.2%}", "cv_ratio": f"{r['cv_ratio']:.2%}",
+                             "cv_p10": f"{r['cv_p10']:.2%}", "ci_rel": f"±{r['ci_rel']:.1%}"} for r in rows],
+                           ["model", "median_ms", "cv", "cv_ratio", "cv_p10", "min", "max", "n", "ci_rel", "noisy",
+                            "waited_s"]) + "\n")
     if 2 in parts:
         rows = part2(arts, args.tune)
         result["runtimes"] = rows

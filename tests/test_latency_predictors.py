@@ -79,6 +79,9 @@ def test_predictions_rank_held_out_models(calibrated):
         assert (pred > 0).all(), name
         assert p.quality["n"] == 8
         assert p.quality["kendall_tau"] > 0.5, (name, p.quality)
+    rep = report.summary["repeatability"]     # re-timing is on by default: the device's own ceiling
+    assert rep["n"] == 8 and 0.0 <= rep["within_10pct"] <= 1.0
+    assert all(p.quality["repeatability_within_10pct"] == rep["within_10pct"] for p in report.predictors.values())
     for art, ms in report.test:          # held-out models were measured, never fitted on
         assert all(art.digest() != a.digest() for a, _ in report.train)
 

@@ -151,15 +151,44 @@ class Target(abc.ABC):
         with device_lock(self.device):
             try:
                 run, timer = self._prepare(artifact)
-                stats = time_callable(run, self.policy, timer, target=self.name, device=self.device, settings=settings)
+                ref = self._reference() if self.policy.reference else None
+                stats = time_callable(run, self.policy, timer, ref, target=self.name, device=self.device,
+                                      settings=settings)
             except TargetError:
                 raise
             except Exception as e:  # noqa: BLE001 - the runtime's own error, as the trial's reason
                 raise TargetError(f"{self.kind}: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}") from e
         stats.seconds = time.perf_counter() - t0
+        if stats.ref_ratio:
+            ref_ms = stats.median_ms / stats.ref_ratio
+            first = self.__dict__.setdefault("_ref_first_ms", ref_ms)
+            stats.ref_drift = ref_ms / first - 1.0
+            stats.noisy = stats.noisy or abs(stats.ref_drift) > 0.10   # the yardstick moved: not a clean figure
         if self.cache is not None:
             self.cache.put(key, stats)
         return stats
+
+
+    def _reference(self):
+        """The reference model compiled on this target, once (its run and timer)."""
+        if getattr(self, "_ref", None) is None:
+            self._ref = self._prepare(reference_artifact())
+        return self._ref
+
+
+def reference_artifact() -> Artifact:
+    """A fixed small model (3x3 convolution 16->16 + ReLU on 16x32x32, constant weights): the yardstick."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array((np.arange(16 * 16 * 9, dtype=np.float32).reshape(16, 16, 3, 3) % 7 - 3) / 30, "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                           helper.make_node("Relu", ["c"], ["y"])], "reference",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 16, 32, 32])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 16, 32, 32])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = np.linspace(-1, 1, 16 * 32 * 32, dtype=np.float32).reshape(1, 16, 32, 32)
+    return Artifact("reference", (x,), onnx=model.SerializeToString())
 
 
 RUNTIMES = Registry("runtime", __package__, {"ort": "ort", "tvm": "tvm", "tvm-rpc": "tvm_rpc", "torch": "torch"})

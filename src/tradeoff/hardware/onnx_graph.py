@@ -236,14 +236,80 @@ def inferred(model, input_shapes: list[tuple] = ()):
             if not d.HasField("dim_value") or d.dim_value <= 0:
                 d.dim_value = int(example[j]) if len(example) == len(dims) else 1
     del m.graph.value_info[:]
-    for _ in range(6):  # ONNX inference, then our rules for contrib ops, until nothing new is learnt
-        try:
+    for _ in range(64):  # ONNX inference, then shape arithmetic folded and our rules for contrib ops, until
+        try:             # nothing new is learnt (a block whose shapes come from the one before: one round each)
             m = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
         except Exception:  # noqa: BLE001 - an op ONNX cannot infer: count what is known
             break
-        if not _contrib_shapes(m):
+        folded = _fold_static(m)
+        if not (_contrib_shapes(m) or folded):
             break
     return m
+
+
+FOLD_MAX = 4096           # elements: shape arithmetic and small constants fold, weights never do
+NEVER_FOLD = {"Identity", "Constant", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+              "Multinomial", "Bernoulli"}
+
+
+def _fold_static(m) -> int:
+    """Evaluate the nodes whose inputs are all known small values (``Shape`` of a known shape included):
+    the shape arithmetic a dynamic-batch export carries (Shape -> Gather -> Div -> Concat -> Reshape)
+    becomes constants, so a Reshape or Split has a known shape and an isolated kernel no dangling input.
+    Returns how many nodes were folded."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    g = Graph(m)
+    values: dict[str, np.ndarray] = {}
+    for name, init in g.inits.items():
+        if math.prod(init.dims) <= FOLD_MAX:
+            values[name] = numpy_helper.to_array(init)
+    for name, i in g.const_nodes.items():
+        if math.prod(g.consts[name][0]) <= FOLD_MAX:
+            values[name] = numpy_helper.to_array(next(a.t for a in g.nodes[i].attribute if a.name == "value"))
+    folded: list[int] = []
+    for i, node in enumerate(g.nodes):
+        if node.op_type in NEVER_FOLD or node.domain not in ("", "ai.onnx") or not node.output:
+            continue
+        if node.op_type == "Shape":
+            if g.shapes.get(node.input[0]) is None:
+                continue
+            shape = np.array(g.shapes[node.input[0]], dtype=np.int64)
+            start, end = Graph.attr(node, "start", 0), Graph.attr(node, "end", len(shape))
+            out = [shape[start:end]]
+        elif node.op_type == "Size" and g.shapes.get(node.input[0]) is not None:
+            out = [np.array(math.prod(g.shapes[node.input[0]]), dtype=np.int64)]
+        elif all(not t or t in values for t in node.input) and any(node.input):
+            names = [t for t in node.input if t]
+            one = helper.make_model(helper.make_graph(
+                [node], "fold", [helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(values[t].dtype),
+                                                              list(values[t].shape)) for t in dict.fromkeys(names)],
+                [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output]),
+                opset_imports=list(m.opset_import), ir_version=m.ir_version)
+            try:
+                out = ReferenceEvaluator(one).run(None, {t: values[t] for t in names})
+            except Exception:  # noqa: BLE001 - an op the reference runtime lacks: left as it is
+                continue
+        else:
+            continue
+        out = [np.asarray(v) for v in out]
+        if any(v.size > FOLD_MAX or v.dtype == object for v in out):
+            continue
+        values.update(zip(node.output, out))
+        folded.append(i)
+    if not folded:
+        return 0
+    gone = set(folded)
+    keep = [n for i, n in enumerate(g.nodes) if i not in gone]
+    needed = {t for n in keep for t in n.input} | g.outputs
+    keep = [n for n in keep if n.op_type != "Constant" or n.output[0] in needed]   # constants only they used
+    new_inits = [numpy_helper.from_array(values[o], o) for i in folded for o in g.nodes[i].output if o in needed]
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    m.graph.initializer.extend(new_inits)
+    return len(folded)
 
 
 def _contrib_shapes(m) -> bool:

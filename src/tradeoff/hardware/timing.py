@@ -3,6 +3,8 @@
 A measurement repeats until the distribution-free 95% confidence interval of the median is
 within ±``rel_ci`` of it (2% by default) or a time cap is hit; it reports median, p10, p90, n
 and the interval, and flags itself ``noisy`` when the cap came first instead of hiding it.
+On a shared machine it can first wait (up to ``wait_for_quiet_s``) for other work to die down,
+and interleave a fixed reference model, so contention and drift show in the ratio to it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class LatencyStats:
     cached: bool = False        # taken from the measurement cache, not timed now
     seconds: float = 0.0        # wall time this measurement cost (compile included), 0 when cached
     load: float = 0.0           # 1-minute load average per core while timing (other work competing)
+    ref_ratio: float = 0.0      # median / the interleaved reference model's median (0: no reference)
+    ref_drift: float = 0.0      # the reference's median against its first figure on this target, minus 1
+    waited_s: float = 0.0       # time spent waiting for the machine to quieten before timing
 
     @property
     def ci_rel(self) -> float:
@@ -45,7 +50,9 @@ class LatencyStats:
     def metrics(self, prefix: str = "latency") -> dict[str, float]:
         return {f"{prefix}_ms": self.median_ms, f"{prefix}_p10_ms": self.p10_ms, f"{prefix}_p90_ms": self.p90_ms,
                 f"{prefix}_ci_rel": self.ci_rel, f"{prefix}_n": float(self.n), f"{prefix}_noisy": float(self.noisy),
-                f"{prefix}_cached": float(self.cached), f"{prefix}_cost_s": self.seconds}
+                f"{prefix}_cached": float(self.cached), f"{prefix}_cost_s": self.seconds,
+                **({f"{prefix}_ref_ratio": self.ref_ratio, f"{prefix}_ref_drift": self.ref_drift}
+                   if self.ref_ratio else {})}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +85,9 @@ class TimingPolicy:
     time_cap_s: float = 5.0       # ... or when this much time was spent timing
     min_repeat_ms: float = 1.0    # batch calls so one repeat lasts at least this long
     max_load: float = 1.0         # flag as noisy when the load average per core exceeds this
+    wait_for_quiet_s: float = 0.0  # before timing, wait up to this long for the run queue per core to drop
+    quiet_load: float = 0.75       # ... to this many runnable processes per core (others than us)
+    reference: bool = False        # interleave a fixed reference model, repeat for repeat (see base.py)
 
     @staticmethod
     def from_settings(settings: dict[str, Any]) -> "TimingPolicy":
@@ -94,14 +104,17 @@ def summarize(samples_ms: np.ndarray, warmup: int, number: int, noisy: bool, **i
 
 
 def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
-                  timer: Callable[[Callable[[], Any], int], float] | None = None, **info) -> LatencyStats:
+                  timer: Callable[[Callable[[], Any], int], float] | None = None,
+                  reference: tuple[Callable[[], Any], Callable] | None = None, **info) -> LatencyStats:
     """Time ``fn`` (one inference) until its median is pinned down; ``timer(fn, number)`` returns ms per call.
 
     The default timer is ``time.perf_counter`` around ``number`` calls; GPU targets pass one
-    that synchronises (CUDA events), TVM passes its own time evaluator.
+    that synchronises (CUDA events), TVM passes its own time evaluator. ``reference`` (run once,
+    timer or None) is timed after every repeat of ``fn``, and ``ref_ratio`` is the ratio of medians.
     """
     policy = policy or TimingPolicy()
     timer = timer or _wall_timer
+    waited = wait_for_quiet(policy.wait_for_quiet_s, policy.quiet_load)
     load0 = _load_per_core()
     t_start = time.perf_counter()
     n_warm = 0
@@ -112,9 +125,16 @@ def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
     one = timer(fn, 1)
     number = max(1, int(math.ceil(policy.min_repeat_ms / max(one, 1e-6)))) if one < policy.min_repeat_ms else 1
     samples: list[float] = []
+    ref_samples: list[float] = []
+    if reference is not None:
+        ref_fn, ref_timer = reference[0], reference[1] or _wall_timer
+        ref_one = ref_timer(ref_fn, 1)
+        ref_number = max(1, int(math.ceil(policy.min_repeat_ms / max(ref_one, 1e-6))))
     noisy = False
     while True:
         samples.append(timer(fn, number))
+        if reference is not None:   # alternating: contention that slows one slows the other
+            ref_samples.append(ref_timer(ref_fn, ref_number))
         n = len(samples)
         if n >= policy.min_repeats:
             x = np.sort(samples)
@@ -131,7 +151,34 @@ def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
     load = max(load0, _load_per_core())
     # a busy machine can give a tight interval around a shifted median: say so, don't hide it
     noisy = noisy or load > policy.max_load
-    return summarize(np.array(samples), n_warm, number, noisy, load=round(load, 3), **info)
+    stats = summarize(np.array(samples), n_warm, number, noisy, load=round(load, 3), waited_s=round(waited, 3),
+                      **info)
+    if ref_samples:
+        stats.ref_ratio = stats.median_ms / float(np.median(ref_samples))
+    return stats
+
+
+def runnable_per_core(window_s: float = 0.2, samples: int = 5) -> float:
+    """Processes ready to run per core right now, ourselves left out (/proc/loadavg; the 1-minute load elsewhere)."""
+    try:
+        counts = []
+        for _ in range(samples):
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+            time.sleep(window_s / samples)
+        return max(float(np.median(counts)), 0.0) / (os.cpu_count() or 1)
+    except (OSError, ValueError, IndexError):
+        return _load_per_core()
+
+
+def wait_for_quiet(limit_s: float, quiet_load: float) -> float:
+    """Wait (up to ``limit_s``) until the run queue per core is at most ``quiet_load``; seconds waited."""
+    if limit_s <= 0:
+        return 0.0
+    t0 = time.perf_counter()
+    while runnable_per_core() > quiet_load and time.perf_counter() - t0 < limit_s:
+        time.sleep(0.3)
+    return time.perf_counter() - t0
 
 
 def _load_per_core() -> float:

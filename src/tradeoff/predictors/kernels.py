@@ -27,6 +27,9 @@ from ..hardware.onnx_graph import Graph, Unknown, inferred, node_macs
 FREE_OPS = {"Constant", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Shape", "Dropout"}
 ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"}   # fused into Conv / Gemm by ORT
 BINARY = {"Add", "Sub", "Mul", "Div", "Sum"}
+# element-wise ops ORT runs on their own (not fused into a Conv / Gemm)
+UNARY = {"HardSwish", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Softplus", "Gelu", "Mish", "Elu", "Selu",
+         "PRelu", "Pow", "Reciprocal", "Cast", "Softsign", "ThresholdedRelu"}
 KERNEL_TYPES = ("conv", "dwconv", "fc", "gap", "pool", "add", "concat", "elemwise", "other")
 FEATURES = ("h", "w", "cin", "cout", "ho", "wo", "k", "stride", "groups", "macs", "params", "bytes", "residual",
             "act")
@@ -158,7 +161,7 @@ def parse_kernels(model) -> list[Kernel]:
             kind, macs = "add", g.numel(node.output[0])
         elif op == "Concat":
             kind, attrs = "concat", {"axis": int(a.get("axis", 0))}
-        elif op in ACTIVATIONS:
+        elif op in ACTIVATIONS or op in UNARY:
             kind, macs = "elemwise", g.numel(node.output[0])
         else:
             kind = "other"

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .coverage import Coverage
 from .kernels import FEATURES, KERNEL_TYPES, Kernel, KernelTable, model_kernels
 from .quality import quality
 
@@ -69,6 +70,10 @@ class LatencyPredictor(abc.ABC):
 
     name = "latency"
     quality: dict[str, float] | None = None
+    coverage: Coverage | None = None      # the family it was calibrated on (set by fit)
+
+    def learn_coverage(self, artifacts: Sequence[Any]) -> None:
+        self.coverage = Coverage.of(artifacts)
 
     @abc.abstractmethod
     def fit(self, measured: Measured) -> "LatencyPredictor":
@@ -133,6 +138,7 @@ class _KernelSum(LatencyPredictor):
         return correction
 
     def _fit_correction(self, measured: Measured) -> None:
+        self.learn_coverage([a for a, _ in measured])
         F = np.stack([_correction_features(*self.kernel_times(a), self.correction) for a, _ in measured])
         y = np.array([float(ms) for _, ms in measured])
         if self.correction == "constant":            # slope 1: only the per-model overhead is learned
@@ -260,6 +266,7 @@ class ModelRegressor(LatencyPredictor):
                          for f in MODEL_FEATURES])
 
     def fit(self, measured: Measured) -> "ModelRegressor":
+        self.learn_coverage([a for a, _ in measured])
         X = np.stack([self._x(a) for a, _ in measured])
         y = np.array([float(ms) for _, ms in measured])
         if self.regressor == "linear":
