@@ -67,8 +67,8 @@ class Auto(Algorithm):
         pick = self.expensive if expensive else self.cheap
         why = (f"{seconds:.3g} s per trial ({how}) is {'at or above' if expensive else 'below'} "
                f"{self.threshold_s:g} s: {'a predictor loop saves evaluations' if expensive else 'a population algorithm makes more of the time'}")
-        opts = {"batch_size": self.batch_size, **self.options} if pick in ("predictive", "local", "botorch", "random") \
-            else dict(self.options)
+        # options meant for one kind (e.g. the predictor loop's ``predictors``) are not passed to the other
+        opts = {"batch_size": self.batch_size, **self.options} if pick == self.expensive else {}
         self.chosen = make_algorithm(pick, **opts)
         self.chosen.reference = self.reference
         # the chosen one asks the first batch again as its initial configs: the study has them cached
