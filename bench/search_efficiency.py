@@ -143,7 +143,7 @@ def predictor_quality(problems: list[str], n_train: int = 100, seed: int = 0) ->
     from tradeoff.workloads import make_workload
 
     kinds = ["ridge", "rf", "extra-trees", "gp", "gbm", "mlp"]
-    lines = [f"| problem | objective | features | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 3)]
+    lines = ["| problem | objective | features | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 3)]
     for p in problems:
         spec = PROBLEMS[p]
         wl = make_workload(spec["workload"][0], **spec["workload"][1])

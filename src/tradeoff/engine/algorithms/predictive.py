@@ -29,7 +29,6 @@ from scipy.stats import norm
 from ...predictors.encodings import structured_features
 from ...predictors.models import make_predictor
 from ...predictors.quality import cross_validated, selection_score
-from ..front import nondominated_mask
 from .acquisition import prefilter, select_batch
 from .base import Algorithm, make_algorithm, register
 from .local import History, neighbours
