@@ -105,6 +105,7 @@ class BoTorchMOBO(Algorithm):
         from botorch.optim import optimize_acqf_discrete
         from gpytorch.mlls import SumMarginalLogLikelihood
 
+        torch.manual_seed(int(self.rng.integers(2**31)))  # model fitting and QMC draws repeat by seed
         ok = self.history.ok()
         idx = np.flatnonzero(ok)[-self.max_train:]
         X = torch.tensor(np.array(self.history.X)[idx], dtype=torch.double)
@@ -136,7 +137,6 @@ class BoTorchMOBO(Algorithm):
                 acq = qLogNoisyExpectedHypervolumeImprovement(model, ref_point=ref.tolist(), X_baseline=X,
                                                               objective=objective, constraints=constraints,
                                                               prune_baseline=True, cache_root=False)
-            torch.manual_seed(int(self.rng.integers(2**31)))
             picks, _ = optimize_acqf_discrete(acq, q=min(n, len(pool)), choices=C, max_batch_size=512, unique=True)
         chosen = []
         rows = {tuple(np.round(r, 9)): i for i, r in enumerate(C.numpy())}
