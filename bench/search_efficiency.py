@@ -1,12 +1,16 @@
-"""Search efficiency: hypervolume regret 1 - HV(found)/HV(true front) after 50/100/200/400 evaluations.
+"""Search efficiency: hypervolume regret 1 - HV(found)/HV(true front) after 25/50/100/200 evaluations.
 
-Median over seeds, for every algorithm, on ZDT1 (5 reals), DTLZ2 (3 objectives) and the real
-tabular benchmark NAS-Bench-Graph (Cora: validation accuracy vs latency, 59,040 configurations).
+Median over seeds, for each algorithm, on ZDT1 (5 reals), DTLZ2 (3 objectives) and the real
+tabular benchmark NAS-Bench-Graph: every dataset, validation accuracy against latency
+(``nbg-<dataset>``) and against parameters (``nbgp-<dataset>``), 59,040 raw configurations each.
+Also the evaluations needed to reach regret 0.02 and 0.01, the predictor loop's own seconds per
+batch, and (``--predictors``) each predictor's held-out Kendall tau on each table.
 
-    .venv/bin/python bench/search_efficiency.py                      # everything, 5 seeds
-    .venv/bin/python bench/search_efficiency.py --problems nbg --algorithms nsga2,predictive --seeds 3
+    .venv/bin/python bench/search_efficiency.py                      # everything, 10 seeds
+    .venv/bin/python bench/search_efficiency.py --problems nbg-cora,nbgp-cora --algorithms predictive,local --seeds 3
+    .venv/bin/python bench/search_efficiency.py --problems nbg --predictors   # all accuracy-latency tables
 
-Prints a markdown table; writes bench/results/search_efficiency.{json,md,png}.
+Prints markdown tables; writes bench/results/search_efficiency.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -21,24 +25,28 @@ from pathlib import Path
 
 import numpy as np
 
-CHECKPOINTS = (50, 100, 200, 400)
+CHECKPOINTS = (25, 50, 100, 200)
+THRESHOLDS = (0.02, 0.01)
+NBG_DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins")
 PROBLEMS = {
     "zdt1": {"workload": ("zdt1", {"n_var": 5}), "objectives": {"f1": "minimize", "f2": "minimize"},
              "reference": {"f1": 1.1, "f2": 1.1}},
     "dtlz2": {"workload": ("dtlz2", {"n_obj": 3}), "objectives": {"f1": "minimize", "f2": "minimize", "f3": "minimize"},
               "reference": {"f1": 1.1, "f2": 1.1, "f3": 1.1}},
-    "nbg": {"workload": ("nasbench_graph", {"dataset": "cora"}),
-            "objectives": {"accuracy": "maximize", "latency_ms": "minimize"}, "reference": None},
 }
+for _d in NBG_DATASETS:
+    PROBLEMS[f"nbg-{_d}"] = {"workload": ("nasbench_graph", {"dataset": _d}),
+                             "objectives": {"accuracy": "maximize", "latency_ms": "minimize"}, "reference": None}
+    PROBLEMS[f"nbgp-{_d}"] = {"workload": ("nasbench_graph", {"dataset": _d}),
+                              "objectives": {"accuracy": "maximize", "params_m": "minimize"}, "reference": None}
+GROUPS = {"nbg": [f"nbg-{d}" for d in NBG_DATASETS], "nbgp": [f"nbgp-{d}" for d in NBG_DATASETS]}
+DEFAULT_ALGORITHMS = ["predictive", "local", "botorch", "optuna-gp", "motpe", "nsga2", "random"]
 # model-based samplers whose cost per ask grows with the trials seen: capped budgets (marked in the table)
-BUDGET_CAP = {"optuna-gp": 100}
+BUDGET_CAP = {"optuna-gp": 100, "botorch": 100}
 
 
 def default_algorithms() -> list[str]:
-    from tradeoff import algorithm_names
-
-    names = [n for n in algorithm_names() if not n.startswith("ng")]
-    return names + ["ng:NGOpt", "ng:TwoPointsDE"]
+    return list(DEFAULT_ALGORITHMS)
 
 
 def reference_for(name: str, wl) -> dict[str, float]:
@@ -70,34 +78,84 @@ def one_run(problem: str, algorithm: str, seed: int, budget: int) -> dict:
     p = PROBLEMS[problem]
     wl = make_workload(p["workload"][0], **p["workload"][1])
     ref = reference_for(problem, wl)
+    algo = to.make_algorithm(algorithm)
     t = time.perf_counter()
-    front = to.search(wl.space, p["objectives"], wl.evaluate, budget=budget, algorithm=algorithm, seed=seed,
+    front = to.search(wl.space, p["objectives"], wl.evaluate, budget=budget, algorithm=algo, seed=seed,
                       tracking=None, reference_point=ref)
     seconds = time.perf_counter() - t
     curve = front.hypervolume_curve(ref)
     hv_true = true_hv(problem, wl, ref)
     regret = {str(k): float(1 - curve[min(k, len(curve)) - 1] / hv_true) for k in CHECKPOINTS if k <= budget}
+    reach = {str(th): next((i + 1 for i, v in enumerate(curve) if 1 - v / hv_true <= th), None) for th in THRESHOLDS}
+    overhead = [r["seconds"] for r in getattr(algo, "arm_log", [])]
     return {"problem": problem, "algorithm": algorithm, "seed": seed, "budget": budget, "regret": regret,
-            "seconds": seconds,
+            "seconds": seconds, "reach": reach, "overhead_s": float(np.median(overhead)) if overhead else None,
+            "chosen": [q["chosen"] for q in getattr(algo, "quality_log", [])],
             "trials": len(front.trials), "failed": len(front.failed), "curve": (1 - curve / hv_true).tolist()}
 
 
 def table(results: list[dict], problems: list[str], algorithms: list[str]) -> str:
-    head = "| algorithm | " + " | ".join(f"{p} @{k}" for p in problems for k in CHECKPOINTS) + " | s/run |"
-    sep = "|---|" + "---|" * (len(problems) * len(CHECKPOINTS)) + "---|"
-    lines = [head, sep]
-    for a in algorithms:
-        cells = []
-        secs = []
-        for p in problems:
+    """One row per (problem, algorithm): median regret at each checkpoint, evaluations to 0.02 / 0.01."""
+    head = ("| problem | algorithm | " + " | ".join(f"@{k}" for k in CHECKPOINTS) + " | "
+            + " | ".join(f"evals to {t}" for t in THRESHOLDS) + " | s/run | loop s/batch |")
+    lines = [head, "|" + "---|" * (len(CHECKPOINTS) + len(THRESHOLDS) + 4)]
+    for p in problems:
+        for a in algorithms:
             runs = [r for r in results if r["algorithm"] == a and r["problem"] == p]
-            secs += [r["seconds"] for r in runs]
+            if not runs:
+                continue
+            cells = []
             for k in CHECKPOINTS:
                 vals = [r["regret"][str(k)] for r in runs if str(k) in r["regret"]]
-                vals = [v for v in vals if v is not None]
                 cells.append(f"{np.median(vals):.3f}" if vals else "—")
-        lines.append(f"| {a} | " + " | ".join(cells) + f" | {np.median(secs):.1f} |" if secs else f"| {a} | " +
-                     " | ".join(cells) + " | — |")
+            for t in THRESHOLDS:  # the median, counting a run that never got there as past its budget
+                n = [r["reach"].get(str(t)) or np.inf for r in runs]
+                m = float(np.median(n))
+                cells.append(f"{m:.0f}" if np.isfinite(m) else f">{max(r['budget'] for r in runs)}")
+            over = [r["overhead_s"] for r in runs if r.get("overhead_s") is not None]
+            cells.append(f"{np.median([r['seconds'] for r in runs]):.1f}")
+            cells.append(f"{np.median(over):.2f}" if over else "—")
+            lines.append(f"| {p} | {a} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def wins(results: list[dict], problems: list[str], algorithms: list[str], who: str = "predictive") -> str:
+    """How often ``who`` has the lowest median regret at each checkpoint (ties count as wins)."""
+    out = []
+    for k in CHECKPOINTS:
+        n = won = 0
+        for p in problems:
+            med = {a: np.median([r["regret"][str(k)] for r in results if r["algorithm"] == a and r["problem"] == p
+                                 and str(k) in r["regret"]] or [np.nan]) for a in algorithms}
+            if who not in med or not np.isfinite(med[who]):
+                continue
+            n += 1
+            won += all(med[who] <= v + 1e-12 for a, v in med.items() if a != who and np.isfinite(v))
+        out.append(f"@{k}: best on {won}/{n}")
+    return f"{who}: " + ", ".join(out)
+
+
+def predictor_quality(problems: list[str], n_train: int = 100, seed: int = 0) -> str:
+    """Held-out Kendall tau (3-fold CV on ``n_train`` random configs) of each predictor on each table."""
+    from tradeoff.predictors.encodings import structured_features
+    from tradeoff.predictors.models import make_predictor
+    from tradeoff.predictors.quality import cross_validated
+    from tradeoff.workloads import make_workload
+
+    kinds = ["ridge", "rf", "extra-trees", "gp", "gbm", "mlp"]
+    lines = ["| problem | objective | features | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 3)]
+    for p in problems:
+        spec = PROBLEMS[p]
+        wl = make_workload(spec["workload"][0], **spec["workload"][1])
+        rng = np.random.default_rng(seed)
+        configs = [wl.space.sample(rng) for _ in range(n_train)]
+        rows = [wl.evaluate(c) for c in configs]
+        for name, feats in (("encode", wl.space.encode_many(configs)), ("structured", structured_features(wl.space, configs))):
+            for o in spec["objectives"]:
+                y = np.array([r[o] for r in rows])
+                taus = [cross_validated(make_predictor(k, seed), feats, y, folds=3, seed=seed)["kendall_tau"] for k in kinds]
+                lines.append(f"| {p} | {o} | {name} | " + " | ".join(f"{t:.2f}" for t in taus) + " |")
+                print(lines[-1], file=sys.stderr, flush=True)
     return "\n".join(lines)
 
 
@@ -107,37 +165,46 @@ def plot(results: list[dict], problems: list[str], algorithms: list[str], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(problems), figsize=(5.5 * len(problems), 4.2), squeeze=False)
-    for ax, p in zip(axes[0], problems):
+    cols = min(len(problems), 4)
+    rows = -(-len(problems) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.ravel()[len(problems):]:
+        ax.axis("off")
+    for ax, p in zip(axes.ravel(), problems):
         for a in algorithms:
             curves = [r["curve"] for r in results if r["algorithm"] == a and r["problem"] == p]
             if not curves:
                 continue
             n = min(len(c) for c in curves)
             med = np.median(np.array([c[:n] for c in curves]), axis=0)
-            ax.plot(np.arange(1, n + 1), np.maximum(med, 1e-4), label=a, lw=1.6 if a == "predictive" else 1.0)
+            ax.plot(np.arange(1, n + 1), np.maximum(med, 1e-4), label=a, lw=2.0 if a == "predictive" else 1.0)
         ax.set_yscale("log")
         ax.axhline(0.01, color="k", ls=":", lw=0.8)
-        ax.set_title(f"{p}: median HV regret")
+        ax.set_title(f"{p}: median HV regret", fontsize=9)
         ax.set_xlabel("evaluations")
         ax.set_ylabel("1 - HV/HV*")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, ncol=2)
+    axes.ravel()[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--problems", default=",".join(PROBLEMS))
+    ap.add_argument("--problems", default="zdt1,dtlz2,nbg,nbgp",
+                    help="comma-separated: " + ", ".join(PROBLEMS) + "; nbg / nbgp: every dataset")
     ap.add_argument("--algorithms", default=None, help="comma-separated; default: every registered one")
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--predictors", action="store_true", help="also each predictor's held-out Kendall tau")
     ap.add_argument("--budget", type=int, default=max(CHECKPOINTS))
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--fresh", action="store_true", help="forget earlier runs logged in the output folder")
     args = ap.parse_args(argv)
-    problems = args.problems.split(",")
+    problems = [q for p in args.problems.split(",") for q in GROUPS.get(p, [p])]
+    unknown = [p for p in problems if p not in PROBLEMS]
+    if unknown:
+        ap.error(f"--problems: {', '.join(unknown)} not among {', '.join(PROBLEMS)}, nbg, nbgp")
     algorithms = args.algorithms.split(",") if args.algorithms else default_algorithms()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +235,10 @@ def main(argv=None) -> int:
                       f" ({r['seconds']:.1f} s)", file=sys.stderr, flush=True)
             except Exception as e:  # noqa: BLE001 - a broken algorithm is reported, not fatal
                 print(f"[{i}/{len(jobs)}] {j} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-    md = table(results, problems, algorithms)
+    md = table(results, problems, algorithms) + "\n\n" + wins(results, problems, algorithms)
+    if args.predictors:
+        md += "\n\nHeld-out Kendall tau (3-fold CV, 100 random configs):\n\n" + predictor_quality(
+            [p for p in problems if p.startswith("nbg")])
     import platform
 
     note = (f"\nMedian hypervolume regret over {args.seeds} seeds (lower is better; 0 = the true front). "

@@ -18,6 +18,7 @@ ALGORITHMS = [n for n in tradeoff.algorithm_names() if n not in ("ng:<Optimizer>
 ALGORITHMS += ["ng:TwoPointsDE", "ng:NGOpt"]
 # GP-BO refits its models at every ask (seconds each): fewer trials, and fewer random ones first
 GP = {"optuna-gp": {"n_startup_trials": 5}}
+CHEAP = {"botorch": {"n_candidates": 300}}  # fewer candidates for its acquisition: seconds, not minutes
 OBJECTIVES = {"f1": "minimize", "f2": "minimize"}
 F1_BOUND = 2.0
 
@@ -55,6 +56,8 @@ def _home(tmp_path, monkeypatch):
 def _search(name, budget, seed=0, **kw):
     if name in GP:
         kw.update(algorithm_options=GP[name], batch_size=2)
+    if name in CHEAP:
+        kw.update(algorithm_options=CHEAP[name])
     return tradeoff.search(SPACE, OBJECTIVES, evaluate, budget=budget, algorithm=name, seed=seed,
                            tracking=None, **kw)
 
@@ -104,7 +107,7 @@ def _tell(algo, configs):
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_pickled_mid_search_asks_the_same(name):
-    algo = make_algorithm(name, **GP.get(name, {}))
+    algo = make_algorithm(name, **GP.get(name, {}), **CHEAP.get(name, {}))
     algo.setup(SPACE, 2, 1, seed=5, budget=40, initial=[SPACE.default()])
     n, rounds = (1, 7) if name in GP else (7, 3)  # 7: not a multiple of any natural batch
     for _ in range(rounds):

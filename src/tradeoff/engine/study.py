@@ -16,6 +16,7 @@ evaluated is taken from the cache.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -139,6 +140,10 @@ class Study:
         if algorithm is None:
             algorithm = make_algorithm(spec.algorithm)
         if algorithm.space is None:  # not set up yet (a resumed one is)
+            if getattr(algorithm, "declared_seconds", 0) is None:  # auto: a workload may declare its cost
+                declared = self.info.get("seconds_per_trial") or (self.info.get("workload_info") or {}).get(
+                    "seconds_per_trial")
+                algorithm.declared_seconds = float(declared) if declared else None
             if spec.reference_point:
                 algorithm.reference = np.array([o.sign * float(spec.reference_point[o.name]) for o in spec.objectives])
             algorithm.setup(space, len(spec.objectives), len(spec.constraints), spec.seed,
@@ -225,6 +230,7 @@ class Study:
                 new = self._evaluate_new(configs, t0)
                 told = [self.cache[self.space.key(c)] for c in configs]
                 self.algorithm.tell(configs, self._values(told), self._violations(told))
+                self._record_choice()
                 self.batches += 1
                 self._told = self._searched()
                 self.elapsed_s = time.monotonic() - t0
@@ -282,6 +288,17 @@ class Study:
         if point:
             self.spec.reference_point = point
             self.info["reference_source"] = f"experiment {getattr(self.tracker, 'experiment', '')}".strip()
+    def _record_choice(self) -> None:
+        """An algorithm that chooses another (``auto``) says which and why: logged, and kept in the run's info."""
+        decision = getattr(self.algorithm, "decision", None)
+        if decision and self.info.get("algorithm_choice") != decision:
+            self.info["algorithm_choice"] = decision
+            line = f"algorithm auto picked {decision['algorithm']}: {decision['why']}"
+            logging.getLogger("tradeoff").info(line)
+            self.progress.note(line)
+            meta = read_study_json(self.run_dir)
+            meta["info"] = self.info
+            write_study_json(self.run_dir, meta)
 
     def front(self) -> Front:
         return Front(self.spec.objectives, list(self.trials), self.spec.constraints, self.spec.reference_point,

@@ -45,7 +45,8 @@ class Algorithm(abc.ABC):
 
 # name -> adapter module; a library is imported only when one of its algorithms is used
 ALGORITHMS = Registry("algorithm", __package__, {
-    "random": "random", "predictive": "predictive",
+    "random": "random", "predictive": "predictive", "local": "local", "botorch": "botorch",
+    "auto": "auto",
     "nsga2": "pymoo", "nsga3": "pymoo", "agemoea": "pymoo", "smsemoa": "pymoo",
     "optuna-nsga2": "optuna", "motpe": "optuna", "optuna-gp": "optuna",
     "ng": "nevergrad",

@@ -1,26 +1,40 @@
-"""Predictor-in-the-loop search (our own; after LINAS, with the predictor's quality put to use).
+"""Predictor-in-the-loop search (our own; after LINAS), hedged so a poor predictor costs little.
 
-Each round: refit one predictor per objective on everything evaluated so far — the kind
-(forest, GP, ridge, ...) chosen per objective by cross-validated Kendall tau, so a predictor
-that ranks badly is never trusted — then search the predictors instead of the real thing:
-every config when the space is small enough to enumerate, else NSGA-II on the predictions
-(thousands of predicted evaluations). The next batch is picked greedily by optimistic
-hypervolume improvement (mean - kappa * std) over the real front, each pick joining the front
-at its predicted mean so a batch spreads along the front instead of piling on one point.
+Each round refits one predictor per objective on everything evaluated so far — its kind chosen
+per objective by cross-validated quality (Kendall tau, top-10% recall, MAPE), on the space's
+features plus structured ones for cells (bag of operations) — and fills the batch from three
+arms:
+
+- ``model``: the whole space (enumerated when small enough, else NSGA-II run on the
+  predictors), ranked by expected hypervolume improvement (EHVI) under the predictors' mean and
+  std, picked greedily with a believed front so the batch spreads out;
+- ``local``: the same EHVI over the neighbours of the current front (one or two changed genes),
+  where predictors are most trusted and NAS tables reward small steps;
+- ``inner``: the inner algorithm's own proposals (multivariate TPE by default), untouched by
+  the predictors, so a predictor that ranks badly cannot stall the search.
+
+The arms share each batch by how often their picks reached the real front (a discounted
+success rate; every arm keeps a floor share), so the loop leans on whichever works here.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 from scipy.stats import norm
 
+from ...predictors.encodings import structured_features
 from ...predictors.models import make_predictor
-from ...predictors.quality import cross_validated
-from ..front import hypervolume, nondominated_mask
-from .base import Algorithm, register
+from ...predictors.quality import cross_validated, selection_score
+from .acquisition import prefilter, select_batch
+from .base import Algorithm, make_algorithm, register
+from .local import History, neighbours
+
+AUTO_PREDICTORS = ("rf", "gp", "ridge")  # also "extra-trees", "gbm", "mlp" on request: their CV costs more
+ARMS = ("model", "local", "inner")
 
 
 @register("predictive")
@@ -28,30 +42,48 @@ class Predictive(Algorithm):
     name = "predictive"
 
     def __init__(self, batch_size: int = 10, initial_size: int | None = None,
-                 predictors: tuple[str, ...] = ("rf", "gp", "ridge"), kappa: float = 1.0,
-                 inner_evals: int = 5000, enumerate_limit: int = 200_000, reselect_every: int = 3,
-                 max_candidates: int = 600, use_reference: bool = True):
+                 predictors: str | tuple[str, ...] = "auto", kappa: float = 1.0, inner: str = "motpe",
+                 arms: tuple[str, ...] = ARMS, min_share: float = 0.1, local_radius: int = 2,
+                 inner_evals: int = 2000, enumerate_limit: int = 200_000, pool_size: int = 4000,
+                 reselect_every: int = 3, cv_folds: int = 3,
+                 max_candidates: int = 300, draws: int = 32, structured: bool = True,
+                 use_reference: bool = True):
         self.batch_size = batch_size
         self.initial_size = initial_size
-        self.predictors = tuple(predictors)
-        self.kappa = kappa
+        self.predictors = AUTO_PREDICTORS if predictors == "auto" else \
+            ((predictors,) if isinstance(predictors, str) else tuple(predictors))
+        self.kappa = kappa                # optimism of the prefilter: mean - kappa * std
+        self.inner_name = inner
+        self.arms = tuple(a for a in arms if a in ARMS) or ("model",)
+        self.min_share = min_share
+        self.local_radius = local_radius
         self.inner_evals = inner_evals
         self.enumerate_limit = enumerate_limit
+        self.pool_size = pool_size        # candidates predicted per round (a fresh sample of a large space)
         self.reselect_every = reselect_every
+        self.cv_folds = cv_folds
         self.max_candidates = max_candidates
+        self.draws = draws
+        self.structured = structured
         self.use_reference = use_reference
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
-        n0 = self.initial_size or max(2 * self.batch_size, min(30, 4 * space.n_features // 3 + 10))
-        self.n_initial = int(n0 if budget is None else min(n0, max(budget // 3, 2)))
-        self.X: list[np.ndarray] = []
-        self.Y: list[np.ndarray] = []
-        self.V: list[float] = []
-        self.seen: set[str] = set()
+        n0 = self.initial_size or max(self.batch_size, min(20, space.n_genes + 6))
+        self.n_initial = int(n0 if budget is None else min(n0, max(budget // 4, 2)))
+        self.history = History(space, n_constraints)
+        self.asked: set[str] = set()
         self.rounds = 0
-        self.chosen: list[str] = []       # predictor kind per objective (+ violation), re-chosen by CV
-        self.quality_log: list[dict] = []  # per round: the CV quality that chose each predictor
+        self.chosen: list[str] = []        # predictor kind per objective (+ violation), re-chosen by CV
+        self.quality_log: list[dict] = []  # per selection: the CV quality that chose each predictor
+        self.arm_of: dict[str, str] = {}   # config key -> the arm that proposed it
+        self.score = {a: [1.0, 2.0] for a in self.arms}  # discounted (hits + 1, tries + 2) per arm
+        self.arm_log: list[dict] = []      # per round: slots per arm and the loop's own seconds
+        self.inner = None
+        if "inner" in self.arms:
+            self.inner = make_algorithm(self.inner_name)
+            self.inner.setup(space, n_objectives, n_constraints, seed + 1, budget=budget)
+        self._inner_asked: list = []
         self._enum = None
 
     def __getstate__(self):  # the enumerated candidate pool is rebuilt, not checkpointed
@@ -59,105 +91,131 @@ class Predictive(Algorithm):
         d["_enum"] = None
         return d
 
+    @property
+    def seen(self) -> set[str]:
+        return self.asked
+
     # -- ask -----------------------------------------------------------------------------------
     def ask(self, n):
         out: list = []
         while self.initial and len(out) < n:
-            c = self.initial.pop(0)
-            if self._claim(c):
-                out.append(c)
-        n_done = len(self.seen)
-        if n_done < self.n_initial or len(self.Y) < 4:
-            tries = 0
-            while len(out) < n and tries < 100 * n:
-                tries += 1
-                c = self.space.sample(self.rng)
-                if self._claim(c):
-                    out.append(c)
+            self._claim(self.initial.pop(0), out, "initial")
+        good = self.history.good()
+        if len(self.asked) < self.n_initial or self.history.ok().sum() < 4:
+            self._fill_random(out, n)
             return out
-        if len(out) < n:
-            out += self._model_based(n - len(out))
+        t0 = time.perf_counter()
+        slots = self._slots(n - len(out))
+        models = self._fit() if slots.get("model") or slots.get("local") else None
+        if slots.get("local"):
+            front = self.history.front_index()
+            cands = neighbours(self.space, [self.history.G[i] for i in front], self.asked, self.rng,
+                               radius=self.local_radius)
+            self._take(models, cands, slots["local"], out, "local", good)
+        if slots.get("model"):
+            cands = self._candidates(models)
+            self._take(models, cands, n - len(out) - slots.get("inner", 0), out, "model", good)
+        if slots.get("inner"):
+            self._from_inner(n - len(out), out)
+        self._fill_random(out, n)
+        self.rounds += 1
+        self.arm_log.append({"evaluated": len(self.history.Y), "slots": slots,
+                             "seconds": round(time.perf_counter() - t0, 4)})
         return out
 
-    def _claim(self, c) -> bool:
+    def _claim(self, c, out, arm) -> bool:
         k = self.space.key(c)
-        if k in self.seen:
+        if k in self.asked:
             return False
-        self.seen.add(k)
+        self.asked.add(k)
+        self.arm_of[k] = arm
+        out.append(c)
         return True
 
-    def _model_based(self, n: int) -> list:
-        X = np.array(self.X)
-        Y = np.array(self.Y)
-        ok = np.all(np.isfinite(Y), axis=1)
-        if ok.sum() < 4:
-            return [c for c in (self.space.sample(self.rng) for _ in range(4 * n)) if self._claim(c)][:n]
-        models = self._fit(X, Y, ok)
-        cands, C = self._candidates(models, Y[ok])
-        if not cands:
-            return [c for c in (self.space.sample(self.rng) for _ in range(4 * n)) if self._claim(c)][:n]
-        mu, sd = self._predict(models, C)
-        picks = self._select(mu, sd, Y[ok & self._feasible_rows()], n, self._p_feasible(models, C), Y[ok])
-        out = []
-        for i in picks:
-            if self._claim(cands[i]):
-                out.append(cands[i])
-        self.rounds += 1
-        return out
+    def _fill_random(self, out, n):
+        tries = 0
+        while len(out) < n and tries < 100 * n:
+            tries += 1
+            self._claim(self.space.sample(self.rng), out, "random")
+
+    def _slots(self, n: int) -> dict[str, int]:
+        """Batch slots per arm: a floor share each, the rest by discounted success rate."""
+        if n <= 0:
+            return {}
+        rate = {a: h / t for a, (h, t) in self.score.items()}
+        floor = {a: (1 if n >= len(self.arms) and self.min_share > 0 else 0) for a in self.arms}
+        left = n - sum(floor.values())
+        total = sum(rate.values())
+        share = {a: floor[a] + left * rate[a] / total for a in self.arms}
+        slots = {a: int(math.floor(s)) for a, s in share.items()}
+        for a in sorted(self.arms, key=lambda a: share[a] - slots[a], reverse=True)[: n - sum(slots.values())]:
+            slots[a] += 1
+        return slots
+
+    def _from_inner(self, n, out):
+        if n <= 0 or self.inner is None:
+            return
+        for c in self.inner.ask(n):
+            self._inner_asked.append(c)
+            self._claim(c, out, "inner")  # one already asked by another arm is told to the inner one later
 
     # -- predictors ----------------------------------------------------------------------------
-    def _targets(self, Y, ok):
+    def _features(self, configs) -> np.ndarray:
+        return structured_features(self.space, configs) if self.structured else self.space.encode_many(configs)
+
+    def _targets(self, ok):
+        Y = np.array(self.history.Y)
         cols = [Y[ok, j] for j in range(self.n_objectives)]
         if self.n_constraints:
-            cols.append(np.array(self.V)[ok])
+            cols.append(np.array(self.history.V)[ok])
         return cols
 
-    def _fit(self, X, Y, ok):
-        targets = self._targets(Y, ok)
-        Xo = X[ok]
+    def _fit(self):
+        ok = self.history.ok()
+        configs = [c for c, o in zip(self.history.configs, ok) if o]
+        Xo = self._features(configs)
+        targets = self._targets(ok)
         if not self.chosen or (self.rounds % self.reselect_every == 0):
             self.chosen, qual = [], {}
             for j, y in enumerate(targets):
-                best, best_tau = self.predictors[0], -2.0
+                best, best_score = self.predictors[0], -np.inf
                 if len(self.predictors) > 1 and np.ptp(y) > 0:
                     for kind in self.predictors:
-                        q = cross_validated(make_predictor(kind, self.seed), Xo, y, folds=5, seed=self.seed)
-                        qual[f"{j}:{kind}"] = q["kendall_tau"]
-                        if q["kendall_tau"] > best_tau:
-                            best, best_tau = kind, q["kendall_tau"]
+                        q = cross_validated(make_predictor(kind, self.seed), Xo, y, folds=self.cv_folds, seed=self.seed)
+                        qual[f"{j}:{kind}"] = {k: round(q[k], 4) for k in ("kendall_tau", "top10_recall", "mape")}
+                        if selection_score(q) > best_score:
+                            best, best_score = kind, selection_score(q)
                 self.chosen.append(best)
-            self.quality_log.append({"evaluated": int(ok.sum()), "chosen": list(self.chosen), "kendall_tau": qual})
+            self.quality_log.append({"evaluated": int(ok.sum()), "chosen": list(self.chosen), "quality": qual})
         return [make_predictor(kind, self.seed + self.rounds).fit(Xo, y) for kind, y in zip(self.chosen, targets)]
 
     def _predict(self, models, C):
         outs = [m.predict(C) for m in models[: self.n_objectives]]
-        return np.stack([o[0] for o in outs], axis=1), np.stack([o[1] for o in outs], axis=1)
-
-    def _p_feasible(self, models, C):
-        if not self.n_constraints:
-            return np.ones(len(C))
-        m, s = models[-1].predict(C)
-        return norm.cdf((1e-9 - m) / np.maximum(s, 1e-9))
-
-    def _feasible_rows(self):
-        return np.array([v <= 0 for v in self.V]) if self.n_constraints else np.ones(len(self.V), dtype=bool)
+        mu, sd = np.stack([o[0] for o in outs], axis=1), np.stack([o[1] for o in outs], axis=1)
+        if self.n_constraints:
+            m, s = models[-1].predict(C)
+            pf = norm.cdf((1e-9 - m) / np.maximum(s, 1e-9))
+        else:
+            pf = np.ones(len(C))
+        return mu, sd, pf
 
     # -- candidates ----------------------------------------------------------------------------
     def _enumerable(self) -> bool:
         return all(math.isfinite(p.cardinality) for p in self.space.params.values()) and \
             self.space.cardinality <= self.enumerate_limit
 
-    def _candidates(self, models, Y_ok):
+    def _candidates(self, models) -> list:
         if self._enumerable():
             if self._enum is None:
                 names = self.space.names
                 domains = [self._values(self.space[n]) for n in names]
                 configs = [dict(zip(names, combo)) for combo in itertools.product(*domains)]
-                self._enum = (configs, self.space.encode_many(configs), [self.space.key(c) for c in configs])
-            configs, C, keys = self._enum
-            keep = np.array([k not in self.seen for k in keys])
-            pool = [c for c, k in zip(configs, keep) if k]
-            return pool, C[keep]
+                self._enum = (configs, [self.space.key(c) for c in configs])
+            configs, keys = self._enum
+            pool = [c for c, k in zip(configs, keys) if k not in self.asked]
+            if len(pool) > self.pool_size:
+                pool = [pool[i] for i in np.sort(self.rng.choice(len(pool), self.pool_size, replace=False))]
+            return pool
         return self._inner_search(models)
 
     @staticmethod
@@ -170,88 +228,94 @@ class Predictive(Algorithm):
             return [np.array(b, dtype=bool).reshape(p.shape) for b in itertools.product([0, 1], repeat=p.size)]
         raise ValueError(f"cannot enumerate {p.describe()}")
 
-    def _inner_search(self, models):
+    def _inner_search(self, models) -> list:
         """NSGA-II on the predictors' optimistic values; its whole archive is the candidate pool."""
         from .pymoo import NSGA2
 
         inner = NSGA2(pop_size=100)
         inner.setup(self.space, self.n_objectives, 0, int(self.rng.integers(2**31)), budget=None)
         pool: dict[str, dict] = {}
-        gens = max(2, self.inner_evals // 100)
-        for _ in range(gens):
+        for _ in range(max(2, self.inner_evals // 100)):
             batch = inner.ask(100)
             if not batch:
                 break
-            C = self.space.encode_many(batch)
-            mu, sd = self._predict(models, C)
+            mu, sd, _ = self._predict(models, self._features(batch))
             inner.tell(batch, mu - self.kappa * sd, np.zeros((len(batch), 0)))
             for c in batch:
                 k = self.space.key(c)
-                if k not in self.seen:
+                if k not in self.asked:
                     pool[k] = c
         for _ in range(200):  # some pure exploration too
             c = self.space.sample(self.rng)
             k = self.space.key(c)
-            if k not in self.seen:
+            if k not in self.asked:
                 pool.setdefault(k, c)
-        cands = list(pool.values())
-        return cands, self.space.encode_many(cands)
+        return list(pool.values())
 
     # -- selection -----------------------------------------------------------------------------
-    def _select(self, mu, sd, front_pts, n, p_feas, seen_pts):
-        # scaled by everything evaluated (not just the front), so the reference point lies beyond the
-        # worst seen values and extending the front at its ends counts, as it does for the real HV
-        lo = np.nanmin(np.vstack([seen_pts, mu]), axis=0)
-        hi = np.nanmax(seen_pts, axis=0)
+    def _take(self, models, cands, n, out, arm, good):
+        if n <= 0 or not cands:
+            return
+        C = self._features(cands)
+        mu, sd, pf = self._predict(models, C)
+        Y = np.array(self.history.Y)
+        ok = self.history.ok()
+        seen_pts = Y[ok]
+        front_pts = Y[good] if good.any() else np.zeros((0, self.n_objectives))
+        # scaled by everything evaluated, so the reference point lies beyond the worst seen values and
+        # extending the front at its ends counts, as it does for the real hypervolume
+        lo = np.minimum(seen_pts.min(axis=0), mu.min(axis=0))
+        hi = seen_pts.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
         z = lambda a: (a - lo) / span  # noqa: E731
-        # the user's reference point, when given, bounds the hypervolume aimed at (the one they
-        # measure); the scale stays that of everything seen, so uncertainty keeps its weight
         ref = z(np.asarray(self.reference, float)) if self.reference is not None and self.use_reference \
-            else np.full(mu.shape[1], 1.1)
-        P = z(front_pts[nondominated_mask(front_pts)]) if len(front_pts) else np.zeros((0, mu.shape[1]))
-        opt = z(mu - self.kappa * sd)
-        mean = z(mu)
-        # keep the most promising candidates: the first non-dominated layers of the optimistic values
-        order = self._layers(opt, self.max_candidates)
-        picks: list[int] = []
-        base = hypervolume(P, ref) if len(P) else 0.0
-        for _ in range(n):
-            best, gain = None, 0.0
-            for i in order:
-                if i in picks:
-                    continue
-                g = (hypervolume(np.vstack([P, opt[i]]), ref) - base) * p_feas[i]
-                if g > gain:
-                    best, gain = i, g
-            if best is None:  # nothing improves even optimistically: explore the most uncertain
-                rest = [i for i in order if i not in picks]
-                if not rest:
-                    break
-                best = max(rest, key=lambda i: float(np.sum(sd[i] / span)))
-            picks.append(best)
-            P = np.vstack([P, mean[best]])
-            P = P[nondominated_mask(P)]
-            base = hypervolume(P, ref)
-        return picks
-
-    @staticmethod
-    def _layers(F, limit):
-        remaining = np.arange(len(F))
-        out: list[int] = []
-        while len(remaining) and len(out) < limit:
-            mask = nondominated_mask(F[remaining])
-            layer = remaining[mask]
-            out.extend(layer.tolist())
-            remaining = remaining[~mask]
-        return out[: max(limit, 1)]
+            else np.full(self.n_objectives, 1.1)
+        top = prefilter(z(mu - self.kappa * sd), self.max_candidates)
+        genes = np.array([self.space.to_genes(cands[i]) for i in top])
+        picks = select_batch(z(mu[top]), sd[top] / span, z(front_pts), ref, n, self.rng, pf[top], genes,
+                             draws=self.draws)
+        for i in picks:
+            self._claim(cands[int(top[i])], out, arm)
 
     # -- tell ----------------------------------------------------------------------------------
     def tell(self, configs, values, violations):
-        values = np.asarray(values, float)
-        viol = np.asarray(violations, float).reshape(len(values), -1)
-        for c, v, g in zip(configs, values, viol):
-            self.seen.add(self.space.key(c))
-            self.X.append(self.space.encode(c))
-            self.Y.append(v)
-            self.V.append(float(np.sum(np.where(np.isfinite(g), g, 1e6))) if len(g) else 0.0)
+        values = np.asarray(values, float).reshape(len(configs), -1)
+        viol = np.asarray(violations, float).reshape(len(configs), -1)
+        for c in configs:
+            self.asked.add(self.space.key(c))
+        self.history.add(configs, values, viol)
+        self._credit(configs)
+        self._tell_inner(configs, values, viol)
+
+    def _credit(self, configs):
+        """Each arm's picks in this batch that are on the real front now: its hits."""
+        front = set(np.array(self.history.keys)[self.history.front_index()].tolist())
+        for a in self.score:
+            self.score[a] = [0.9 * self.score[a][0] + 0.1, 0.9 * self.score[a][1] + 0.2]  # decay to the prior
+        for c in configs:
+            k = self.space.key(c)
+            a = self.arm_of.get(k)
+            if a in self.score:
+                self.score[a][1] += 1
+                self.score[a][0] += float(k in front)
+
+    def _tell_inner(self, configs, values, viol):
+        if self.inner is None or not self._inner_asked:
+            return
+        by_key = {self.space.key(c): (v, g) for c, v, g in zip(configs, values, viol)}
+        known = dict(zip(self.history.keys, zip(self.history.Y, self._violations_rows())))
+        done = []
+        for c in self._inner_asked:
+            k = self.space.key(c)
+            if k in by_key or k in known:
+                done.append((c, *(by_key.get(k) or known[k])))
+            else:
+                break  # told in the order asked; the rest wait for their results
+        if done:
+            self._inner_asked = self._inner_asked[len(done):]
+            self.inner.tell([d[0] for d in done], np.array([d[1] for d in done]),
+                            np.array([d[2] for d in done]).reshape(len(done), -1))
+
+    def _violations_rows(self):
+        m = max(self.n_constraints, 0)
+        return [np.full(m, max(v, 0.0)) / max(m, 1) if m else np.zeros(0) for v in self.history.V]

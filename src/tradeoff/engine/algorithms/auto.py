@@ -1,0 +1,83 @@
+"""``auto``: the predictor loop when evaluations are expensive, a population algorithm when cheap.
+
+The first batch is random (useful to either choice) and timed: the wall-clock seconds from
+handing it out to hearing its results, per trial, unless the workload declared its cost
+(``seconds_per_trial`` in its info). At or above ``threshold_s`` per trial the predictor loop
+(``predictive``) pays for its own seconds per batch; below it a population algorithm
+(``nsga2``) makes more of the same wall-clock. The choice and its reason are kept in
+``decision`` (the study logs it and records it in the run's info); the first batch is handed
+to the chosen algorithm as its initial configs, so nothing is evaluated twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .base import Algorithm, make_algorithm, register
+
+
+@register("auto")
+class Auto(Algorithm):
+    name = "auto"
+
+    def __init__(self, batch_size: int = 10, threshold_s: float = 1.0, expensive: str = "predictive",
+                 cheap: str = "nsga2", declared_seconds: float | None = None, **options):
+        self.batch_size = batch_size
+        self.threshold_s = threshold_s
+        self.expensive, self.cheap = expensive, cheap
+        self.declared_seconds = declared_seconds
+        self.options = options      # passed to whichever is chosen
+        self.decision: dict | None = None
+
+    def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
+        super().setup(space, n_objectives, n_constraints, seed, budget, initial)
+        self.chosen: Algorithm | None = None
+        self.first: list = []
+        self._asked_at: float | None = None
+
+    def ask(self, n):
+        if self.chosen is not None:
+            return self.chosen.ask(n)
+        if self.declared_seconds is not None:
+            self._choose(float(self.declared_seconds), "declared by the workload")
+            return self.chosen.ask(n)
+        out = self.initial[:n]
+        self.initial = self.initial[n:]
+        seen = {self.space.key(c) for c in out}
+        while len(out) < n:
+            c = self.space.sample(self.rng)
+            if self.space.key(c) not in seen:
+                seen.add(self.space.key(c))
+                out.append(c)
+        self.first += out
+        self._asked_at = time.monotonic()
+        return out
+
+    def tell(self, configs, values, violations):
+        if self.chosen is not None:
+            self.chosen.tell(configs, values, violations)
+            return
+        per_trial = (time.monotonic() - (self._asked_at or time.monotonic())) / max(len(configs), 1)
+        self._choose(per_trial, f"measured on the first {len(configs)} trials")
+        if hasattr(self.chosen, "history"):  # learns from any told config; others re-ask the first batch
+            self.chosen.tell(configs, values, violations)
+
+    def _choose(self, seconds: float, how: str) -> None:
+        expensive = seconds >= self.threshold_s
+        pick = self.expensive if expensive else self.cheap
+        why = (f"{seconds:.3g} s per trial ({how}) is {'at or above' if expensive else 'below'} "
+               f"{self.threshold_s:g} s: {'a predictor loop saves evaluations' if expensive else 'a population algorithm makes more of the time'}")
+        # options meant for one kind (e.g. the predictor loop's ``predictors``) are not passed to the other
+        opts = {"batch_size": self.batch_size, **self.options} if pick == self.expensive else {}
+        self.chosen = make_algorithm(pick, **opts)
+        self.chosen.reference = self.reference
+        # the chosen one asks the first batch again as its initial configs: the study has them cached
+        initial = [] if hasattr(self.chosen, "history") else list(self.first)
+        self.chosen.setup(self.space, self.n_objectives, self.n_constraints, self.seed, budget=self.budget,
+                          initial=initial + list(self.initial))
+        self.decision = {"algorithm": pick, "seconds_per_trial": round(float(seconds), 6), "why": why}
+        self.batch_size = getattr(self.chosen, "batch_size", None) or self.batch_size
+
+    @property
+    def note(self) -> str | None:
+        return None if self.decision is None else f"algorithm auto picked {self.decision['algorithm']}: {self.decision['why']}"

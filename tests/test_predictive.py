@@ -1,0 +1,134 @@
+"""The predictor loop's parts: exact 2-D hypervolume improvement, EHVI batches that spread, cell
+features, predictor choice by cross-validated quality, local search, and ``auto``'s choice."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+import tradeoff
+from tradeoff import Choice, Float, Space
+from tradeoff.core.paths import run_dir_for
+from tradeoff.engine.algorithms.acquisition import ehvi, hvi_2d, select_batch
+from tradeoff.engine.front import hypervolume
+from tradeoff.predictors.encodings import slot_groups, structured_features
+from tradeoff.predictors.quality import quality
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADEOFF_HOME", str(tmp_path))
+
+
+def test_hvi_2d_matches_the_hypervolume_difference():
+    rng = np.random.default_rng(0)
+    ref = np.array([1.1, 1.1])
+    front = rng.random((6, 2))
+    pts = rng.random((40, 2)) * 1.2
+    got = hvi_2d(front, pts, ref)
+    want = [hypervolume(np.vstack([front, p]), ref) - hypervolume(front, ref) for p in pts]
+    assert np.allclose(got, want, atol=1e-12)
+    assert np.allclose(hvi_2d(np.zeros((0, 2)), pts, ref), [hypervolume(p[None], ref) for p in pts])
+
+
+def test_ehvi_rewards_uncertainty_and_batches_spread_along_the_front():
+    rng = np.random.default_rng(1)
+    front = np.array([[0.2, 0.8], [0.8, 0.2]])
+    ref = np.array([1.1, 1.1])
+    mu = np.array([[0.9, 0.9], [0.9, 0.9]])
+    e = ehvi(front, mu, np.array([[0.0, 0.0], [0.3, 0.3]]), ref, rng.standard_normal((256, 2)))
+    assert e[0] == 0.0 and e[1] > 0.0  # dominated on average, but only the uncertain one may improve
+    # two near-copies at one spot and one elsewhere: a batch of two takes one of each spot
+    mu = np.array([[0.1, 0.5], [0.11, 0.5], [0.5, 0.1]])
+    picks = select_batch(mu, np.full((3, 2), 1e-3), front, ref, 2, rng)
+    assert 2 in picks and len(set(picks) & {0, 1}) == 1
+
+
+def test_cells_get_operation_counts():
+    ops = ["a", "b", "c", "d"]
+    space = Space({"link": Choice(["x", "y", "z"]), "op1": Choice(ops), "op2": Choice(ops), "w": Choice([1, 2])})
+    assert slot_groups(space) == [["op1", "op2"]]
+    F = structured_features(space, [{"link": "x", "op1": "b", "op2": "b", "w": 1},
+                                    {"link": "y", "op1": "b", "op2": "d", "w": 2}])
+    base = space.n_features
+    assert F.shape == (2, base + 4 + 3 * 4)
+    assert F[0, base:base + 4].tolist() == [0, 2, 0, 0] and F[1, base:base + 4].tolist() == [0, 1, 0, 1]
+
+
+def test_quality_reports_top10_recall():
+    y = np.arange(100.0)
+    assert quality(y, y)["top10_recall"] == 1.0
+    assert quality(y, -y)["top10_recall"] == 0.0
+
+
+def _table():
+    """A small cell space whose front needs the right operations: cost adds up, accuracy interacts."""
+    ops = ["none", "skip", "conv", "pool", "attn"]
+    cost = {"none": 0.0, "skip": 0.1, "conv": 1.0, "pool": 0.3, "attn": 1.5}
+    good = {"none": 0.0, "skip": 0.2, "conv": 0.6, "pool": 0.1, "attn": 0.8}
+    space = Space({"link": Choice(["chain", "wide", "mix"]), **{f"op{i}": Choice(ops) for i in range(4)}})
+
+    def evaluate(c):
+        o = [c[f"op{i}"] for i in range(4)]
+        boost = {"chain": 1.0, "wide": 0.8, "mix": 0.9}[c["link"]]
+        acc = boost * (1 - np.exp(-sum(good[x] for x in o))) + 0.05 * ("skip" in o)
+        return {"acc": float(acc), "cost": float(sum(cost[x] for x in o) * (1.2 if c["link"] == "wide" else 1.0))}
+    return space, evaluate
+
+
+def test_local_search_beats_random_on_a_cell_table():
+    space, evaluate = _table()
+    objectives = {"acc": "maximize", "cost": "minimize"}
+    ref = {"acc": 0.0, "cost": 7.0}
+    hv = {}
+    for name in ("random", "local"):
+        runs = [tradeoff.search(space, objectives, evaluate, budget=50, algorithm=name, seed=s, tracking=None)
+                for s in (0, 1, 2)]
+        hv[name] = np.median([f.hypervolume(ref) for f in runs])
+    assert hv["local"] > hv["random"], hv
+
+
+def test_predictive_chooses_predictors_by_cross_validation_and_logs_its_arms():
+    space, evaluate = _table()
+    algo = tradeoff.make_algorithm("predictive", predictors=("ridge", "rf"))
+    tradeoff.search(space, {"acc": "maximize", "cost": "minimize"}, evaluate, budget=40, algorithm=algo, seed=0,
+                    tracking=None)
+    q = algo.quality_log[0]
+    assert set(q["chosen"]) <= {"ridge", "rf"} and {"0:ridge", "0:rf", "1:ridge", "1:rf"} <= set(q["quality"])
+    assert all(set(v) == {"kendall_tau", "top10_recall", "mape"} for v in q["quality"].values())
+    assert algo.arm_log and all(sum(r["slots"].values()) == 10 for r in algo.arm_log)
+    assert all(r["seconds"] >= 0 for r in algo.arm_log)
+
+
+def _zdt(c):
+    x = np.array([c["x0"], c["x1"]])
+    g = 1 + 9 * x[1]
+    return {"f1": float(x[0]), "f2": float(g * (1 - np.sqrt(x[0] / g)))}
+
+
+@pytest.mark.parametrize("seconds, threshold, picked", [(0.0, 5.0, "nsga2"), (0.05, 0.02, "predictive")])
+def test_auto_picks_by_measured_cost_and_records_why(seconds, threshold, picked):
+    space = Space({"x0": Float(0.0, 1.0), "x1": Float(0.0, 1.0)})
+
+    def evaluate(c):
+        time.sleep(seconds)
+        return _zdt(c)
+
+    front = tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, evaluate, budget=20, algorithm="auto",
+                            seed=0, tracking=None, algorithm_options={"threshold_s": threshold, "predictors": ("ridge",)})
+    assert len(front.trials) == 20 and len({t.key for t in front.trials}) == 20
+    runs = sorted(run_dir_for("x").parent.glob("*/study.json"))
+    info = json.loads(runs[-1].read_text())["info"]
+    assert info["algorithm_choice"]["algorithm"] == picked
+    assert "s per trial (measured" in info["algorithm_choice"]["why"]
+
+
+def test_auto_takes_the_workload_declared_cost():
+    space = Space({"x0": Float(0.0, 1.0), "x1": Float(0.0, 1.0)})
+    tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, _zdt, budget=20, algorithm="auto", seed=0,
+                    tracking=None, info={"seconds_per_trial": 30.0}, algorithm_options={"predictors": ("ridge",)})
+    info = json.loads(next(run_dir_for("x").parent.glob("*/study.json")).read_text())["info"]
+    assert info["algorithm_choice"]["algorithm"] == "predictive" and "declared" in info["algorithm_choice"]["why"]
