@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/tradeoff run recipes/digits_compress.yaml
 
-# pytest exits 5 when it collects no tests; that is not a failure of the project
+# the layer contract (import-linter) and ruff first; pytest exits 5 when it collects no tests,
+# which is not a failure of the project
 test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: $(STAMP)

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers.caching_pipes import make_dit_pipe, make_flux_sampler, make_pixart_pipe
 
 import tradeoff as to
+from helpers.caching_pipes import make_dit_pipe, make_flux_sampler, make_pixart_pipe
 from tradeoff.core.trial import TrialError
 from tradeoff.spaces import cache_named as named
 from tradeoff.spaces.cache import (

@@ -28,7 +28,7 @@ def test_run_show_end_to_end_with_default_store(tmp_path):
     assert show.returncode == 0, show.stderr
     assert "status: finished" in show.stdout
     # the front printed by show is the one printed by run
-    rows = lambda s: [l for l in s.splitlines() if l.startswith("│")]  # noqa: E731
+    rows = lambda s: [line for line in s.splitlines() if line.startswith("│")]  # noqa: E731
     assert rows(show.stdout)[-len(rows(out.stdout)):] == rows(out.stdout)
 
 

@@ -6,9 +6,8 @@ import sys
 import threading
 import time
 
-from tradeoff.hardware.locks import device_lock
-
 from conftest import subprocess_env
+from tradeoff.hardware.locks import device_lock
 
 HOLD = """
 import json, sys, time

@@ -8,9 +8,9 @@ import onnx
 import pytest
 import torch
 
+from tradeoff.engine.study import TrialError
 from tradeoff.evaluators import Complexity, FromCallable, Latency, Size, count_graph, evaluator_names, make_evaluator
 from tradeoff.hardware.base import Artifact, TargetError
-from tradeoff.engine.study import TrialError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"warmup": 2, "min_repeats": 5, "time_cap_s": 0.3}

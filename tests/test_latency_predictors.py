@@ -8,11 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from tradeoff.evaluators.predicted_latency import PredictedLatency  # noqa: E402
 from tradeoff.hardware.base import make_target  # noqa: E402
 from tradeoff.hardware.cache import MeasurementCache  # noqa: E402
-from tradeoff.predictors.kernels import KernelTable, model_kernels, parse_kernels  # noqa: E402
-from tradeoff.evaluators.predicted_latency import PredictedLatency  # noqa: E402
 from tradeoff.predictors.calibration import calibrate  # noqa: E402
+from tradeoff.predictors.kernels import KernelTable, model_kernels, parse_kernels  # noqa: E402
 from tradeoff.predictors.latency import LatencyPredictor, LookupTable  # noqa: E402
 from tradeoff.workloads import make_workload  # noqa: E402
 from tradeoff.workloads.convnets import ConvNet, convnet_space  # noqa: E402

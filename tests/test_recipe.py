@@ -4,9 +4,8 @@ import sys
 import pytest
 import yaml
 
-from tradeoff.recipe import RecipeError, build_workload, load_recipe
-
 from conftest import subprocess_env
+from tradeoff.recipe import RecipeError, build_workload, load_recipe
 
 GOOD = {
     "name": "t",

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 import tradeoff as to
+from conftest import subprocess_env
 from tradeoff.engine.study import load_trials, run_dir_for
 from tradeoff.workloads import make_workload
-
-from conftest import subprocess_env
 
 ZDT = make_workload("zdt1", n_var=4)
 OBJ = {"f1": "minimize", "f2": "minimize"}

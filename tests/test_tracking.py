@@ -22,7 +22,13 @@ import tradeoff
 from tradeoff import Float, Mask, Space, TrialError
 from tradeoff.engine.study import load_trials, run_dir_for
 from tradeoff.tracking.mlflow import (
-    MlflowTracker, config_params, default_tracking_uri, download_checkpoint, flatten, list_artifacts, read_run,
+    MlflowTracker,
+    config_params,
+    default_tracking_uri,
+    download_checkpoint,
+    flatten,
+    list_artifacts,
+    read_run,
 )
 from tradeoff.tracking.plots import plot_front, plot_hypervolume
 

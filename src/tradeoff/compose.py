@@ -9,8 +9,9 @@ Every metric is measured on the artifact that would be deployed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .core.protocols import BuildableSpace
 from .workloads import Workload

@@ -9,11 +9,11 @@ from pathlib import Path
 import yaml
 
 from .api import make_tracker
-from .recipe import Recipe, RecipeError, build_workload, load_recipe, resolved_dict
 from .engine.algorithms.base import make_algorithm
 from .engine.front import Front
 from .engine.objectives import parse_constraints, parse_objectives
 from .engine.study import Study, StudySpec, run_dir_for
+from .recipe import Recipe, RecipeError, build_workload, load_recipe, resolved_dict
 
 
 def _tracker(recipe: Recipe):

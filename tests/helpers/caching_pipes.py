@@ -29,9 +29,9 @@ def make_dit_pipe():
 def make_pixart_pipe():
     """The test bed's sampler around a random-initialised tiny PixArt transformer (prompts are digits)."""
     from tradeoff.workloads.tiny_pixart import (
+        BedSpec,
         Captions,
         DigitsPipe,
-        BedSpec,
         build_transformer,
     )
 

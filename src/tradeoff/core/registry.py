@@ -7,7 +7,8 @@ a library is imported only when one of its entries is asked for (or when all nam
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def import_from(spec: str) -> Any:

@@ -26,7 +26,7 @@ class RunLock:
         self.path = Path(run_dir) / "lock"
         self._f = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         f = open(self.path, "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

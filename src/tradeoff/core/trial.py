@@ -47,6 +47,6 @@ class Trial:
         return json.dumps(asdict(self), sort_keys=True, default=float)
 
     @staticmethod
-    def from_json(line: str) -> "Trial":
+    def from_json(line: str) -> Trial:
         data = json.loads(line)
         return Trial(**{k: v for k, v in data.items() if k in Trial.__dataclass_fields__})

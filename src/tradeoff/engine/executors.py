@@ -6,8 +6,9 @@ import abc
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Callable, Iterator
+from typing import Any
 
 Result = tuple[str, dict, Any, "str | None", float]   # key, config, output, failure reason, seconds
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from .objectives import Constraint, Objective
 from ..core.pareto import derive_reference, hypervolume, nondominated_mask  # noqa: F401  (re-exported)
 from ..core.trial import Trial
-from .reference import DERIVED, label as ref_label, outside
+from .objectives import Constraint, Objective
+from .reference import DERIVED, outside
+from .reference import label as ref_label
 
 
 @dataclass

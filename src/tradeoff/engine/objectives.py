@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class ConstraintError(ValueError):
     """A constraint on a metric the evaluator never returns: every trial would be silently infeasible."""
 
 
-def missing_constraint_metrics(constraints: list["Constraint"], metrics: Mapping[str, float]) -> str | None:
+def missing_constraint_metrics(constraints: list[Constraint], metrics: Mapping[str, float]) -> str | None:
     """The error for a complete trial that lacks a constrained metric, or None."""
     missing = [c for c in constraints if c.metric not in metrics]
     if not missing:

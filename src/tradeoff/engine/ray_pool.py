@@ -11,7 +11,8 @@ import os
 import re
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .executors import Executor, Result, _reason
 

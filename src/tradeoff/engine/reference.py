@@ -10,7 +10,7 @@ moves as the run goes on; the label says so.
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -8,8 +8,8 @@ have proposed next. No checkpoint has to be trusted: nothing is unpickled.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

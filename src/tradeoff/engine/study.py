@@ -22,25 +22,26 @@ import os
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..core.protocols import Tracker
 from ..core.paths import run_dir_for, tradeoff_home  # noqa: F401  (re-exported)
+from ..core.protocols import Tracker
 from ..core.run_lock import RunLock
+from ..core.trial import COMPLETE, FAILED, Trial, TrialError  # noqa: F401  (TrialError re-exported)
 from ..spaces.space import Config, Space
 from .algorithms.base import Algorithm, make_algorithm
+from .checkpoint import load_local_state, read_study_json, save_local_state, write_study_json
 from .executors import Executor, make_executor
 from .front import Front
 from .objectives import Constraint, ConstraintError, Objective, minimised, missing_constraint_metrics, violations
 from .progress import Progress
 from .replay import replay
-from .checkpoint import load_local_state, read_study_json, save_local_state, write_study_json
 from .trial_log import TrialLog, next_number, read_trials
-from ..core.trial import COMPLETE, FAILED, Trial, TrialError  # noqa: F401  (TrialError re-exported)
 
 MAX_IDLE_BATCHES = 25  # consecutive batches with nothing new: the space (or algorithm) is exhausted
 
@@ -85,7 +86,7 @@ class StudySpec:
         return d
 
     @staticmethod
-    def from_json(d: dict) -> "StudySpec":
+    def from_json(d: dict) -> StudySpec:
         d = dict(d)
         d["objectives"] = [Objective(**o) for o in d["objectives"]]
         d["constraints"] = [Constraint(**c) for c in d.get("constraints", [])]
@@ -174,7 +175,7 @@ class Study:
     # -- resume --------------------------------------------------------------------------------
     @classmethod
     def resume(cls, run_id: str, space: Space, evaluate, tracker: Tracker | None = None, executor="local", progress=True,
-               algorithm: Algorithm | None = None, baselines: Mapping[str, Config] | None = None) -> "Study":
+               algorithm: Algorithm | None = None, baselines: Mapping[str, Config] | None = None) -> Study:
         """Continue a study from its run directory: nothing that finished is evaluated again.
 
         The algorithm comes from the local ``state.pkl``; when that is missing or damaged it is

@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import importlib
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from ..core.registry import Registry, import_from
 from ..core.trial import TrialError

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from . import Evaluator, register_evaluator
 

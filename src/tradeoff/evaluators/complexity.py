@@ -24,13 +24,15 @@ What counts:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from ..hardware.onnx_graph import MAC_OPS, Graph, Unknown, inferred, node_macs, type_bits  # noqa: F401
 from . import Evaluator, register_evaluator, trial_error
+
 
 @dataclass
 class OpCount:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..hardware.base import Target, TargetError, make_target
 from . import Evaluator, TrialError, register_evaluator

@@ -52,7 +52,7 @@ class Unknown(Exception):
     """A shape or attribute the graph does not determine."""
 
 
-def node_macs(g: "Graph", node) -> tuple[int, int | None, int | None]:
+def node_macs(g: Graph, node) -> tuple[int, int | None, int | None]:
     """(MACs, weight input slot, activation input slot) of one node."""
     op = node.op_type
     if op in CONV:
@@ -83,7 +83,7 @@ def node_macs(g: "Graph", node) -> tuple[int, int | None, int | None]:
     raise Unknown
 
 
-def _gemm_mkn(g: "Graph", node, w: int) -> tuple[int, int, int]:
+def _gemm_mkn(g: Graph, node, w: int) -> tuple[int, int, int]:
     a, b = g.shape(node.input[0]), g.shape(node.input[w])
     m, k = (a[1], a[0]) if g.attr(node, "transA", 0) else a
     return m, k, (b[0] if g.attr(node, "transB", 0) else b[1])

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class LatencyStats:
         return asdict(self)
 
     @staticmethod
-    def from_dict(d: dict) -> "LatencyStats":
+    def from_dict(d: dict) -> LatencyStats:
         return LatencyStats(**{k: v for k, v in d.items() if k in LatencyStats.__dataclass_fields__})
 
 
@@ -90,7 +91,7 @@ class TimingPolicy:
     reference: bool = False        # interleave a fixed reference model, repeat for repeat (see base.py)
 
     @staticmethod
-    def from_settings(settings: dict[str, Any]) -> "TimingPolicy":
+    def from_settings(settings: dict[str, Any]) -> TimingPolicy:
         known = TimingPolicy.__dataclass_fields__
         return TimingPolicy(**{k: v for k, v in settings.items() if k in known})
 

@@ -12,7 +12,8 @@ import copy
 import gc
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .base import Artifact, Target, TargetError, register_target
 from .ort import cpu_name

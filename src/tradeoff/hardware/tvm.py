@@ -16,10 +16,18 @@ import numpy as np
 
 from .base import Artifact, Target, TargetError, register_target
 from .ort import cpu_name
-
 from .tvm_compile import compile_artifact
-from .tvm_setup import (CHECK_ATOL, CHECK_RTOL, FRONTENDS, _tvm, device_type, host_target, parse_target,  # noqa: F401
-                        set_threads, target_hash)
+from .tvm_setup import (  # noqa: F401
+    CHECK_ATOL,
+    CHECK_RTOL,
+    FRONTENDS,
+    _tvm,
+    device_type,
+    host_target,
+    parse_target,
+    set_threads,
+    target_hash,
+)
 
 # ---------------------------------------------------------------- check and time
 

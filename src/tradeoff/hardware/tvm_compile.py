@@ -21,6 +21,7 @@ from typing import Any
 from .base import Artifact, TargetError
 from .tvm_setup import _tvm
 
+
 def compile_artifact(artifact: Artifact, settings: dict, workdir: Path, timeout_s: float,
                      cc: str | None = None, rpc: dict | None = None) -> tuple[Path, dict]:
     """Compile in a child process (its own session, killed whole on timeout); return (library, info)."""

@@ -11,10 +11,10 @@ import gc
 import os
 import signal
 import socket
-import threading
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path

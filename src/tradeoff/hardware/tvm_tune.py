@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .tvm_compile import _ChildError, _first_line
 
+
 def tune(mod, target, spec: dict) -> dict:
     """Tune the tasks this database has not yet had ``tune`` trials' worth of; the rest are reused.
 

@@ -220,7 +220,7 @@ def isolate(model, kernel: Kernel, seed: int = 0) -> tuple[bytes, list[np.ndarra
 
 # -- a model's kernels, and the table of kernels timed alone -------------------------------------
 
-_PARSED: "OrderedDict[str, list[Kernel]]" = OrderedDict()
+_PARSED: OrderedDict[str, list[Kernel]] = OrderedDict()
 
 
 def model_kernels(artifact) -> list[Kernel]:

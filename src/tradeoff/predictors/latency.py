@@ -30,7 +30,8 @@ from __future__ import annotations
 import abc
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class LatencyPredictor(abc.ABC):
         self.coverage = Coverage.of(artifacts)
 
     @abc.abstractmethod
-    def fit(self, measured: Measured) -> "LatencyPredictor":
+    def fit(self, measured: Measured) -> LatencyPredictor:
         raise NotImplementedError
 
     @abc.abstractmethod
@@ -174,7 +175,7 @@ class LookupTable(_KernelSum):
         pairs = self.table.ensure(artifact, measure=self.measure_missing)
         return [k for k, _ in pairs], [t for _, t in pairs]
 
-    def fit(self, measured: Measured) -> "LookupTable":
+    def fit(self, measured: Measured) -> LookupTable:
         self._fit_correction(measured)
         return self
 
@@ -216,7 +217,7 @@ class KernelRegressor(_KernelSum):
                                                  random_state=self.seed)
         raise ValueError(f"regressor {self.regressor!r} is not rf or gbm")
 
-    def fit(self, measured: Measured) -> "KernelRegressor":
+    def fit(self, measured: Measured) -> KernelRegressor:
         seen: dict[str, tuple[Kernel, float]] = {}
         for a in [*(a for a, _ in measured), *self.extra]:
             for k, t in self.table.ensure(a):
@@ -265,7 +266,7 @@ class ModelRegressor(LatencyPredictor):
         return np.array([s[f] / (1e6 if ("macs" in f or "act" in f or f == "params") else 1.0)
                          for f in MODEL_FEATURES])
 
-    def fit(self, measured: Measured) -> "ModelRegressor":
+    def fit(self, measured: Measured) -> ModelRegressor:
         self.learn_coverage([a for a, _ in measured])
         X = np.stack([self._x(a) for a, _ in measured])
         y = np.array([float(ms) for _, ms in measured])

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import abc
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ class Predictor(abc.ABC):
     name = "predictor"
 
     @abc.abstractmethod
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "Predictor":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Predictor:
         raise NotImplementedError
 
     @abc.abstractmethod
@@ -116,10 +117,10 @@ def _gbm(seed):
 
 
 def _mlp(seed):
+    from sklearn.compose import TransformedTargetRegressor
     from sklearn.neural_network import MLPRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.compose import TransformedTargetRegressor
 
     mlp = MLPRegressor((128, 128), max_iter=2000, learning_rate_init=3e-3, alpha=1e-3, random_state=seed)
     return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())

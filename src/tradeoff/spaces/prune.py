@@ -9,7 +9,8 @@ group from a copy of the model, so the result is physically smaller (fewer weigh
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .params import Choice
 from .space import Config, Space

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class Space:
         self._row_features: np.ndarray | None = None
 
     # -- sparse spaces (a table that is not the full cross product of its columns) -------------
-    def with_rows(self, rows: list[Mapping[str, Any]]) -> "Space":
+    def with_rows(self, rows: list[Mapping[str, Any]]) -> Space:
         """The same params, restricted to these configs: sampling and ``nearest_row`` stay on them."""
         out = Space(self._params)
         out._rows = [out.validate(r) for r in rows]
@@ -177,7 +178,7 @@ class Space:
 
     # -- composition -------------------------------------------------------------------------
     @staticmethod
-    def join(spaces: Mapping[str, "Space"] | None = None, /, **named: "Space") -> "Space":
+    def join(spaces: Mapping[str, Space] | None = None, /, **named: Space) -> Space:
         """Join sub-spaces under prefixes: join(quant=q, prune=p) has quant.*, prune.* params."""
         merged = dict(spaces or {}, **named)
         params: dict[str, Param] = {}
@@ -186,7 +187,7 @@ class Space:
                 params[f"{prefix}.{name}" if prefix else name] = p
         return Space(params)
 
-    def subspace(self, prefix: str) -> "Space":
+    def subspace(self, prefix: str) -> Space:
         return Space({n[len(prefix) + 1:]: p for n, p in self._params.items() if n.startswith(prefix + ".")})
 
     @staticmethod

@@ -9,7 +9,7 @@ trials per minute, and the evaluations needed to reach 95% of the final hypervol
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

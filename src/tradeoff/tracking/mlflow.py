@@ -13,28 +13,29 @@ import json
 import logging
 import math
 import os
-import queue
 import platform
+import queue
 import re
 import socket
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ..engine.front import Front
-from .curves import curves, grouping_tags, summary_metrics
-from ..engine.study import load_trials, run_dir_for
-from .store import open_client
 from ..core.trial import Trial
+from ..engine.front import Front
+from ..engine.study import load_trials, run_dir_for
+from .curves import curves, grouping_tags, summary_metrics
+from .store import open_client
 
 LONG_VALUE = 250            # a config value longer than this is summarised in params, kept whole in config.json
 PARAM_LIMIT = 6000          # MLflow's limits on one param / tag value and on one log_batch
@@ -183,7 +184,7 @@ class MlflowTracker:
                           stacklevel=2)
             self.write_errors = []
 
-    def _writer(self) -> "queue.Queue":
+    def _writer(self) -> queue.Queue:
         if self._queue is None:
             self._queue = queue.Queue()
             self._thread = threading.Thread(target=self._write_trials, args=(self._queue,), daemon=True,
@@ -191,7 +192,7 @@ class MlflowTracker:
             self._thread.start()
         return self._queue
 
-    def _write_trials(self, q: "queue.Queue") -> None:
+    def _write_trials(self, q: queue.Queue) -> None:
         while True:
             trial = q.get()
             if trial is None:

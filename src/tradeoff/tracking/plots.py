@@ -6,15 +6,15 @@ Drawn with matplotlib's object API on an Agg canvas: no pyplot state, no display
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..engine.front import Front
 from ..core.trial import Trial
+from ..engine.front import Front
 
 FRONT = "#1f6fb4"
 DOMINATED = "#a9a9a9"

@@ -7,7 +7,7 @@ later runs with the same objectives read it back, so every run's ``hypervolume``
 from __future__ import annotations
 
 import json
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from mlflow.tracking import MlflowClient
 

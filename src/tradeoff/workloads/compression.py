@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

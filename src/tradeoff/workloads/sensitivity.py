@@ -7,7 +7,7 @@ the total under a weight-size budget, one bit-width per layer (``scipy.optimize.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
