@@ -215,6 +215,7 @@ def test_baselines_of_any_workload_come_first_outside_the_budget_and_survive_res
     study = Study(space, evaluate, spec, algorithm=make_algorithm("random"), progress=False,
                   baselines=wl.baselines)
     study._evaluate_baselines(0.0)
+    study.close()   # the interrupted process is gone
     n = len(calls)
     resumed = Study.resume(study.run_id, space, evaluate, progress=False, baselines=wl.baselines).run()
     assert {"x": 0} not in calls[n:] and {"x": 10} not in calls[n:]

@@ -268,12 +268,16 @@ class Study:
                 if self.tracker is not None:
                     _end_tracker(self.tracker, status, reason, quiet=True)
             finally:
-                self.log.close()
-                self._lock.release()
-                close = getattr(self.executor, "close", None)
-                if close is not None:
-                    close()
+                self.close()
         return front
+
+    def close(self) -> None:
+        """Let go of the run: the trial log, the run directory's lock, the executor's workers."""
+        self.log.close()
+        self._lock.release()
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
 
     def resume_command(self) -> str:
         uri = getattr(self.tracker, "uri", None)
