@@ -65,7 +65,7 @@ def test_schema_errors_name_the_field_and_what_is_allowed(changes, message):
      "objectives.latency_ms: 'latency_ms' is not a metric of zdt1 (f1, f2)"),
     ({"constraints": {"acc": ">= 0.9"}}, "constraints.acc: 'acc' is not a metric of zdt1"),
     ({"workload": {"name": "zdt1", "n_vars": 3}}, "workload: zdt1: "),
-    ({"workload": {"name": "python: nomodule_here.x:make"}}, "no module named 'nomodule_here' (searched the recipe's folder"),
+    ({"workload": {"name": "python: nomodule_here.x:make"}}, "workload: No module named 'nomodule_here' for 'nomodule_here.x:make' (searched the recipe's folder"),
     ({"space": {"a": [1, 2]}}, "space: workload 'zdt1' has a fixed space"),
     ({"search__initial": [{"x0": 0.5, "x1": 0.5, "x2": 7}]}, "search.initial.0: x2: 7.0 is not in reals 0.0..1.0"),
     ({"workload": {"name": "table", "path": "nope.csv"}}, "workload: table nope.csv does not exist"),
