@@ -46,7 +46,7 @@ def test_checkpoint_is_uploaded_on_a_schedule_and_at_the_end(tmp_path):
     front = tradeoff.search(SPACE, {"f1": "minimize", "f2": "minimize"}, ev, budget=40, batch_size=4,
                             algorithm="random", tracking=tracker)
     # 10 batches: one upload when the run starts, one at the end (not one per batch)
-    assert len([u for u in uploads if u.endswith("state.pkl")]) == 2
+    assert len([u for u in uploads if u.endswith("study.json")]) == 2
     client = MlflowClient(uri)
     local = client.download_artifacts(front.run_id, "checkpoint/trials.jsonl", str(tmp_path / "dl"))
     assert len(open(local).read().splitlines()) == 40

@@ -55,13 +55,13 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
                   progress=progress, initial=initial, info=info, algorithm_options=s.options,
                   baselines=wl.baselines)
     (study.run_dir / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    announce(study.run_id)
+    announce(study)
     return study.run(), study.run_id
 
 
-def announce(run_id: str) -> None:
+def announce(study: Study) -> None:
     """The run id and how to resume, before the first trial, so a ``kill -9`` cannot lose them."""
-    print(f"run id: {run_id} (resume with: tradeoff run --resume {run_id})", file=sys.stderr, flush=True)
+    print(f"run id: {study.run_id} (resume with: {study.resume_command()})", file=sys.stderr, flush=True)
 
 
 def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tuple[Front, str]:

@@ -44,7 +44,9 @@ class Auto(Algorithm):
         out = self.initial[:n]
         self.initial = self.initial[n:]
         seen = {self.space.key(c) for c in out}
-        while len(out) < n:
+        for _ in range(50 * n):  # distinct samples; a space smaller than n gives what it has
+            if len(out) >= n:
+                break
             c = self.space.sample(self.rng)
             if self.space.key(c) not in seen:
                 seen.add(self.space.key(c))
