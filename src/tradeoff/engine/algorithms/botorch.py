@@ -17,11 +17,11 @@ import warnings
 import numpy as np
 
 from .base import Algorithm, register
-from .local import History, neighbours
+from .local import Claims, History, neighbours
 
 
 @register("botorch")
-class BoTorchMOBO(Algorithm):
+class BoTorchMOBO(Claims, Algorithm):
     name = "botorch"
 
     def __init__(self, batch_size: int = 10, initial_size: int | None = None, acquisition: str = "qlognehvi",
@@ -48,14 +48,6 @@ class BoTorchMOBO(Algorithm):
         d = dict(self.__dict__)
         d["_all"] = None
         return d
-
-    def _claim(self, c, out) -> bool:
-        k = self.space.key(c)
-        if k in self.asked:
-            return False
-        self.asked.add(k)
-        out.append(c)
-        return True
 
     def ask(self, n):
         out: list = []

@@ -115,8 +115,22 @@ def neighbours(space, front_genes: list[np.ndarray], seen: set[str], rng: np.ran
     return list(pool.values())
 
 
+class Claims:
+    """Each config asked once: ``asked`` holds the keys handed out so far."""
+
+    asked: set[str]
+
+    def _claim(self, c, out) -> bool:
+        k = self.space.key(c)
+        if k in self.asked:
+            return False
+        self.asked.add(k)
+        out.append(c)
+        return True
+
+
 @register("local")
-class LocalSearch(Algorithm):
+class LocalSearch(Claims, Algorithm):
     name = "local"
 
     def __init__(self, batch_size: int = 10, initial_size: int = 10):
@@ -127,14 +141,6 @@ class LocalSearch(Algorithm):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
         self.history = History(space, n_constraints)
         self.asked: set[str] = set()
-
-    def _claim(self, c, out) -> bool:
-        k = self.space.key(c)
-        if k in self.asked:
-            return False
-        self.asked.add(k)
-        out.append(c)
-        return True
 
     def ask(self, n):
         out: list = []
