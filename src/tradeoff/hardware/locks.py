@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import re
 import threading
 from pathlib import Path
+
+from ..core.run_lock import file_lock
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _GUARD = threading.Lock()
@@ -25,11 +26,5 @@ def device_lock(device: str):
     """Hold the device exclusively: a thread lock in this process, an flock between processes."""
     with _GUARD:
         lock = _THREAD_LOCKS.setdefault(device, threading.Lock())
-    with lock:
-        path = _lock_dir() / (re.sub(r"[^A-Za-z0-9_.-]+", "_", device) + ".lock")
-        with open(path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    with lock, file_lock(_lock_dir() / (re.sub(r"[^A-Za-z0-9_.-]+", "_", device) + ".lock")):
+        yield
