@@ -32,10 +32,11 @@ OBJ = {"f1": "minimize", "f2": "minimize"}
 EXE = [sys.executable, "-m", "tradeoff.cli"]
 
 
-def recipe(tmp_path, budget=40, executor="local", function="helpers.faults:logged", extra="", uri=None) -> Path:
+def recipe(tmp_path, budget=40, executor="local", function="helpers.faults:logged", extra="", uri=None,
+           trials="steps") -> Path:
     p = tmp_path / "r.yaml"
     space = "{" + ", ".join(f"x{i}: {{kind: float, low: 0, high: 1}}" for i in range(4)) + "}"
-    tracking = f"{{uri: '{uri}'}}" if uri else "true"
+    tracking = f"{{uri: '{uri}', trials: {trials}}}" if uri else f"{{trials: {trials}}}"
     p.write_text(f"""name: faults
 workload: {{name: function, function: "{function}"}}
 space: {space}
@@ -52,7 +53,8 @@ def children(client, run_id):
 
 
 def assert_consistent(run_dir: Path, uri: str, budget: int) -> list[Trial]:
-    """The log holds each trial once, numbered 0..n-1; MLflow has exactly one finished child per trial."""
+    """The log holds each trial once, numbered 0..n-1; MLflow holds each trial once: as one point per metric at
+    step = its number on the parent (``steps``, children for the front's members) or one finished child each."""
     trials = load_trials(run_dir)
     raw = [json.loads(x) for x in (run_dir / "trials.jsonl").read_text().splitlines() if x.strip()]
     assert len(trials) == budget
@@ -60,6 +62,16 @@ def assert_consistent(run_dir: Path, uri: str, budget: int) -> list[Trial]:
     assert sorted(t.number for t in trials) == list(range(budget))
     client = MlflowClient(uri)
     kids = children(client, run_dir.name)
+    if client.get_run(run_dir.name).data.tags["tradeoff.trials"] == "steps":
+        points = client.get_metric_history(run_dir.name, "trial.duration_s")
+        assert sorted(m.step for m in points) == list(range(budget)), "MLflow differs from the log"
+        by_number = {t.number: t for t in trials}
+        assert all(m.value == pytest.approx(by_number[m.step].duration_s) for m in points)
+        front = to.Front([to.Objective("f1"), to.Objective("f2")], trials)
+        assert sorted(c.data.tags["key"] for c in kids) == sorted(t.key for t in front.members)
+        assert all(c.info.status == "FINISHED" and c.data.tags["front"] == "true" for c in kids)
+        assert client.get_run(run_dir.name).info.status == "FINISHED"
+        return trials
     keys = [c.data.tags["key"] for c in kids]
     assert sorted(keys) == sorted(t.key for t in trials), "MLflow differs from the log"
     assert all(c.info.status in ("FINISHED", "FAILED") for c in kids)
@@ -203,14 +215,15 @@ def wait_for_trials(runs: Path, n: int, exclude=frozenset(), timeout=90) -> Path
 # -- kills -----------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_loses_nothing(tmp_path):
+@pytest.mark.parametrize("mode", ["steps", "children"])
+def test_sigkill_at_random_moments_loses_nothing(tmp_path, mode):
     """kill -9 the CLI again and again at random moments, resume each time: the log and MLflow agree, every
     trial once, no recorded trial evaluated again."""
     env = subprocess_env(tmp_path)
     env["FAULT_LOG"] = str(tmp_path / "calls.txt")
     env["FAULT_DELAY"] = "0.01"
     budget = 64
-    r = recipe(tmp_path, budget=budget)
+    r = recipe(tmp_path, budget=budget, trials=mode)
     rng = random.Random(7)
     runs = tmp_path / ".tradeoff" / "runs"
     proc = subprocess.Popen([*EXE, "run", str(r), "-q"], env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)

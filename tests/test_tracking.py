@@ -72,8 +72,32 @@ def children(client: MlflowClient, run_id: str) -> dict[str, object]:
     return {r.info.run_name: r for r in runs}
 
 
-def check_logged(client: MlflowClient, run_id: str, front, tmp_path: Path) -> None:
-    """The parent, one child per trial and the artifacts, as a user would find them in MLflow."""
+def check_steps(client: MlflowClient, run_id: str, front, orphans: frozenset = frozenset()) -> None:
+    """steps mode: each trial's metrics at step = its number on the parent; children = the front's members."""
+    def history(key):
+        return {m.step: m.value for m in client.get_metric_history(run_id, key)}
+
+    duration, failed, f1 = history("trial.duration_s"), history("trial.failed"), history("trial.f1")
+    assert set(duration) == {t.number for t in front.trials} | orphans
+    for t in front.trials:
+        assert duration[t.number] == pytest.approx(t.duration_s)
+        assert failed[t.number] == (0.0 if t.ok else 1.0)
+        if t.ok:
+            assert f1[t.number] == pytest.approx(t.metrics["f1"])
+        assert history("trial.config.x")[t.number] == pytest.approx(t.config["x"])
+    kids = children(client, run_id)
+    assert sorted(int(r.data.tags["trial"]) for r in kids.values()) == sorted(t.number for t in front.members)
+    for t in front.members:
+        run = kids[f"trial-{t.number}"]
+        assert run.data.tags["front"] == "true" and run.info.status == "FINISHED"
+        assert {k: run.data.metrics[k] for k in t.metrics} == pytest.approx(t.metrics)
+    reasons = pd.read_csv(Path(client.download_artifacts(run_id, "trials.csv")))["reason"].dropna().tolist()
+    assert "x is beyond the model's range" in reasons and "f1 is nan" in reasons
+
+
+def check_logged(client: MlflowClient, run_id: str, front, tmp_path: Path, mode: str = "children",
+                 orphans: frozenset = frozenset()) -> None:
+    """The parent, the trials (per ``mode``) and the artifacts, as a user would find them in MLflow."""
     parent = client.get_run(run_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == "tiny"
     p, tags, m = parent.data.params, parent.data.tags, parent.data.metrics
@@ -85,9 +109,14 @@ def check_logged(client: MlflowClient, run_id: str, front, tmp_path: Path) -> No
     assert m["front_size"] == len(front.members) > 0
     assert m["hypervolume"] == pytest.approx(front.hypervolume())
 
-    kids = children(client, run_id)
-    assert len(kids) == BUDGET
-    for t in front.trials:
+    assert parent.data.tags["tradeoff.trials"] == mode
+    if mode == "steps":
+        check_steps(client, run_id, front, orphans)
+        kids = {}
+    else:
+        kids = children(client, run_id)
+        assert len(kids) == BUDGET
+    for t in front.trials if kids else []:
         run = kids[f"trial-{t.number}"]
         assert {k: float(v) for k, v in run.data.params.items()} == pytest.approx(t.config)
         assert run.data.tags["state"] == t.state and run.data.tags["key"] == t.key
@@ -98,7 +127,8 @@ def check_logged(client: MlflowClient, run_id: str, front, tmp_path: Path) -> No
             assert {k: run.data.metrics[k] for k in t.metrics} == pytest.approx(t.metrics)
         else:
             assert run.info.status == "FAILED" and run.data.tags["reason"] == t.reason
-    reasons = {kids[f"trial-{t.number}"].data.tags["reason"] for t in front.failed}
+    reasons = {kids[f"trial-{t.number}"].data.tags["reason"] for t in front.failed} if kids else {
+        "x is beyond the model's range", "RuntimeError", "f1 is nan"}
     assert "x is beyond the model's range" in reasons and any(r.startswith("RuntimeError") for r in reasons)
     assert "f1 is nan" in reasons
 
@@ -124,13 +154,14 @@ def store(tmp_path_factory) -> tuple[str, Path]:
     return f"sqlite:///{root / 'mlflow.db'}", root
 
 
-def test_search_logged_to_sqlite_store(tmp_path, store):
+@pytest.mark.parametrize("mode", ["steps", "children"])
+def test_search_logged_to_sqlite_store(tmp_path, store, mode):
     uri, root = store
-    tracker = MlflowTracker(uri=uri, experiment="t", run_name="tiny")
+    tracker = MlflowTracker(uri=uri, experiment="t", run_name="tiny", trials=mode)
     front = search(tracker)
     assert len(front.trials) == BUDGET and any(not t.feasible for t in front.complete)
     client = MlflowClient(uri)
-    check_logged(client, tracker.run_id, front, tmp_path)
+    check_logged(client, tracker.run_id, front, tmp_path, mode)
     assert client.get_experiment_by_name("t").artifact_location == (root / "mlruns").as_uri()
     assert (root / "mlruns" / tracker.run_id / "artifacts" / "front.csv").exists()
 
@@ -152,7 +183,7 @@ def test_default_store_and_long_values(tmp_path, monkeypatch):
         return {"kept": float(bits.mean()), "err": float(config["x"] + (1 - bits.mean()) ** 2)}
 
     front = tradeoff.search(space, {"kept": "minimize", "err": "minimize"}, cost, budget=4, algorithm="random",
-                            tracking="default", name="masks", info={"recipe_text": "name: masks\n",
+                            tracking={"trials": "children"}, name="masks", info={"recipe_text": "name: masks\n",
                                                                     "resolved": {"search": {"budget": 4}}})
     assert (tmp_path / "mlflow.db").exists()
     client = MlflowClient(default_tracking_uri())
@@ -173,8 +204,9 @@ def test_default_store_and_long_values(tmp_path, monkeypatch):
         assert json.loads(Path(path).read_text())["mask"] == bits
 
 
-def test_interrupted_search_resumes_from_the_store(tmp_path, store):
-    """KILLED on Ctrl-C; resumed on 'another machine' from checkpoint/ only, one child per trial."""
+@pytest.mark.parametrize("mode", ["steps", "children"])
+def test_interrupted_search_resumes_from_the_store(tmp_path, store, mode):
+    """KILLED on Ctrl-C; resumed on 'another machine' from checkpoint/ only, every trial logged once."""
     uri = store[0]
     calls = []
 
@@ -184,13 +216,16 @@ def test_interrupted_search_resumes_from_the_store(tmp_path, store):
             raise KeyboardInterrupt
         return evaluate(config)
 
-    tracker = MlflowTracker(uri=uri, experiment="resumed", run_name="tiny")
+    tracker = MlflowTracker(uri=uri, experiment=f"resumed-{mode}", run_name="tiny", trials=mode)
     with pytest.raises(KeyboardInterrupt):
         search(tracker, evaluate=interrupting)
     run_id = tracker.run_id
     client = MlflowClient(uri)
     assert client.get_run(run_id).info.status == "KILLED"
-    assert len(children(client, run_id)) == 12
+    if mode == "children":
+        assert len(children(client, run_id)) == 12
+    else:
+        assert len(client.get_metric_history(run_id, "trial.duration_s")) == 12
     assert client.get_run(run_id).data.metrics["n_trials"] == 12
 
     # another machine: no run directory, only the store; the last trial's line was lost (kill -9)
@@ -200,9 +235,12 @@ def test_interrupted_search_resumes_from_the_store(tmp_path, store):
     lines = (dest / "trials.jsonl").read_text().splitlines()
     (dest / "trials.jsonl").write_text("\n".join(lines[:-1]) + "\n")
 
-    front = search(MlflowTracker(uri=uri, experiment="resumed", run_name="tiny"), resume=run_id)
+    # the resuming side does not name the mode: the run keeps the one it started with
+    front = search(MlflowTracker(uri=uri, experiment=f"resumed-{mode}", run_name="tiny"), resume=run_id)
     assert len(front.trials) == BUDGET
-    check_logged(client, run_id, front, tmp_path)
+    if mode == "steps":  # trial 11 reached MLflow but not the checkpoint: it stays there, and is numbered past
+        assert sorted(t.number for t in front.trials) == [*range(11), *range(12, BUDGET + 1)]
+    check_logged(client, run_id, front, tmp_path, mode, frozenset({11}) if mode == "steps" else frozenset())
 
 
 def test_config_params_and_flatten():
@@ -303,7 +341,7 @@ def test_search_logged_to_a_real_server(mlflow_server, tmp_path):
     client = MlflowClient(mlflow_server)
     run_id = client.search_runs([client.get_experiment_by_name("t").experiment_id],
                                 "tags.`tradeoff.kind` = 'study'")[0].info.run_id
-    check_logged(client, run_id, front, tmp_path)
+    check_logged(client, run_id, front, tmp_path, "steps")
     info = read_run(run_id, mlflow_server)
     assert info["status"] == "FINISHED" and PARENT_ARTIFACTS <= set(info["artifacts"])
     dest = download_checkpoint(run_id, tmp_path / "elsewhere", mlflow_server)

@@ -64,6 +64,8 @@ class TrackingCfg(_Strict):
     enabled: bool = True
     uri: str | None = None
     experiment: str | None = None
+    trials: Literal["steps", "children", "none"] = "steps"   # how each trial reaches MLflow (see tracking/mlflow.py)
+    checkpoint_every_s: float = Field(30.0, gt=0)
 
 
 class Recipe(_Strict):

@@ -20,7 +20,8 @@ def _tracker(recipe: Recipe):
     cfg = recipe.tracking_cfg()
     if cfg is None:
         return None
-    return make_tracker({"uri": cfg.uri, "experiment": cfg.experiment or recipe.name}, recipe.name)
+    return make_tracker({"uri": cfg.uri, "experiment": cfg.experiment or recipe.name, "trials": cfg.trials,
+                         "checkpoint_every_s": cfg.checkpoint_every_s}, recipe.name)
 
 
 def _executor(recipe: Recipe):

@@ -135,6 +135,7 @@ class Study:
         self.batches = 0
         self._told = 0
         self._next = 0              # the next trial's number: one past the log's highest
+        self._n_searched: tuple[int, int] | None = None   # (len(trials), non-baseline trials among them)
         self._pending: list[Config] = []   # a batch asked before an interruption, to evaluate before asking again
         self.resumed = False
         self.stop_reason: str | None = None
@@ -202,6 +203,8 @@ class Study:
             study.batches, study._told, study._pending = r.batches, r.told, r.pending
         if tracker is not None:
             tracker.reopen(run_id)
+            # steps already in the store that the log lacks (an older checkpoint resumed elsewhere) are numbered past
+            study._next = max(study._next, getattr(tracker, "next_number", 0))
         return study
 
     # -- the loop ------------------------------------------------------------------------------
@@ -322,7 +325,10 @@ class Study:
         return configs
 
     def _searched(self) -> int:
-        return sum(1 for t in self.trials if not t.baseline)
+        """Trials that count against the budget (baselines do not); counted once, then kept up to date."""
+        if self._n_searched is None or self._n_searched[0] != len(self.trials):
+            self._n_searched = (len(self.trials), sum(1 for t in self.trials if not t.baseline))
+        return self._n_searched[1]
 
     def _evaluate_baselines(self, t0: float) -> None:
         """Each named baseline once, as a trial tagged with its name (a resumed study skips those done)."""
@@ -364,6 +370,8 @@ class Study:
         self.log.append(trial)  # the record first: a kill now leaves a child for resume to back-fill
         self._next += 1
         self.trials.append(trial)
+        if self._n_searched is not None and self._n_searched[0] == len(self.trials) - 1:
+            self._n_searched = (len(self.trials), self._n_searched[1] + (baseline is None))
         self.cache[key] = trial
         if self.tracker is not None:
             self.tracker.log_trial(trial)

@@ -38,17 +38,30 @@ def evals_to_fraction(curve: np.ndarray, fraction: float = 0.95) -> int | None:
     return int(np.argmax(curve >= fraction * curve[-1])) + 1
 
 
-def curves(front: Front, wall_clock_s: Mapping[int, float] | None = None) -> list[tuple[str, float, int]]:
+MAX_POINTS = 250   # per curve: a chart shows no more, and each point is a row in the store
+
+
+def curve_steps(n: int, max_points: int = MAX_POINTS) -> list[int]:
+    """The steps (1..n) a curve is logged at: all of them up to ``max_points``, else evenly spaced, always n.
+
+    The spacing depends on ``max_points`` alone, so a run logged again after a resume repeats its points."""
+    stride = max(1, -(-n // max_points))
+    stride = 1 << (stride - 1).bit_length()   # a power of two: the points of a shorter run are among a longer one's
+    return sorted({*range(stride, n + 1, stride), n}) if n else []
+
+
+def curves(front: Front, wall_clock_s: Mapping[int, float] | None = None,
+           max_points: int = MAX_POINTS) -> list[tuple[str, float, int]]:
     """(metric, value, step) rows: hypervolume, best_<objective> and wall_clock_s, step = trials done."""
     rows: list[tuple[str, float, int]] = []
+    steps = curve_steps(len(front.trials), max_points)
     hv = front.hypervolume_curve()
-    for i, v in enumerate(hv):
-        rows.append(("hypervolume", float(v), i + 1))
+    rows += [("hypervolume", float(hv[s - 1]), s) for s in steps]
     for name, vals in best_so_far(front).items():
-        rows += [(f"best_{name}", float(v), i + 1) for i, v in enumerate(vals) if not math.isnan(v)]
-    for i, t in enumerate(front.trials):
-        if wall_clock_s and t.number in wall_clock_s:
-            rows.append(("wall_clock_s", float(wall_clock_s[t.number]), i + 1))
+        rows += [(f"best_{name}", float(vals[s - 1]), s) for s in steps if not math.isnan(vals[s - 1])]
+    if wall_clock_s:
+        rows += [("wall_clock_s", float(wall_clock_s[front.trials[s - 1].number]), s) for s in steps
+                 if front.trials[s - 1].number in wall_clock_s]
     return rows
 
 

@@ -1,8 +1,17 @@
-"""MlflowTracker: one parent run per search, one child run per trial, the front and its plots.
+"""MlflowTracker: one parent run per search, every trial on it, the front and its plots.
 
 Everything goes through ``MlflowClient`` (no fluent ``mlflow.start_run`` state), so a tracker
-never touches the user's active run and costs a few store calls per trial: create the child
-run, one ``log_batch``, set it terminated.
+never touches the user's active run. How trials are logged is the ``trials`` setting:
+
+- ``steps`` (the default): each trial's metrics land on the parent at ``step`` = its number, as
+  ``trial.<metric>``, a few hundred trials per ``log_batch`` from a writer thread; the front's
+  members and the baselines each get a child run at the end. About 1 ms of the store per trial.
+- ``children``: one child run per trial (create, ``log_batch``, terminate: three store calls,
+  ~40 ms each trial on a local SQLite store), for searches whose trials take seconds or more.
+- ``none``: the parent only.
+
+Metric timestamps are derived from the parent's start and the step, so logging a trial or a
+curve again (on resume) repeats an identical point, which the store keeps once.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ PARAM_LIMIT = 6000          # MLflow's limits on one param / tag value and on on
 TAG_LIMIT = 8000
 BATCH_PARAMS_TAGS = 100
 BATCH_METRICS = 1000
+TRIAL_MODES = ("steps", "children", "none")
 CHECKPOINT_FILES = ("trials.jsonl", "study.json")  # data only: a resume rebuilds the algorithm from the log
 # import name -> distributions that may provide it (first one installed wins)
 VERSIONED = {
@@ -77,12 +87,15 @@ class MlflowTracker:
     """Logs a Study to MLflow: called by the Study at start, per trial, per batch and at the end."""
 
     def __init__(self, uri: str | None = None, experiment: str = "tradeoff", run_name: str = "search",
-                 log_trials: bool = True, checkpoint_every_s: float = 30.0):
+                 log_trials: bool = True, checkpoint_every_s: float = 30.0, trials: str = "steps"):
         quiet_mlflow()
+        if trials not in TRIAL_MODES:
+            raise ValueError(f"tracking trials {trials!r} is not one of {', '.join(TRIAL_MODES)}")
+        self.trials = trials if log_trials else "none"
         self.uri = uri or default_tracking_uri()
         self.experiment = experiment
         self.run_name = run_name
-        self.log_trials = log_trials
+        self.log_trials = self.trials != "none"
         self.client = open_client(self.uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
@@ -96,11 +109,14 @@ class MlflowTracker:
         self.write_errors: list[str] = []
         self._t0 = time.time()
         self._wall: dict[int, float] = {}    # trial number -> seconds since this session's start, when it finished
+        self._start_ms = int(time.time() * 1000)  # the parent's start: metric timestamps count from it
+        self.next_number = 0                 # one past the highest trial step already in the store (set on reopen)
 
     # -- the parent run ------------------------------------------------------------------------
     def start(self, info: Mapping[str, Any]) -> str:
         self.experiment_id = self._experiment_id()
-        tags = {**self._source, "tradeoff.kind": "study", **_version_tags(), **_machine_tags()}
+        tags = {**self._source, "tradeoff.kind": "study", "tradeoff.trials": self.trials, **_version_tags(),
+                **_machine_tags()}
         space = dict(info.get("space") or {})
         tags["space"] = _clip(json.dumps(space), TAG_LIMIT)
         if info.get("recipe_path"):
@@ -109,6 +125,7 @@ class MlflowTracker:
         self._t0 = time.time()
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.run_name)
         self.run_id = run.info.run_id
+        self._start_ms = run.info.start_time
         params = flatten(info.get("spec") or {})
         skip = {"spec", "space", "recipe_path", "recipe_text", "resolved"}
         for k, v in flatten({k: v for k, v in info.items() if k not in skip}).items():
@@ -136,6 +153,9 @@ class MlflowTracker:
         checkpoint that was resumed, e.g. before a ``kill -9``) are deleted, since they run again."""
         run = self.client.get_run(run_id)
         self.run_id, self.experiment_id = run_id, run.info.experiment_id
+        self._start_ms = run.info.start_time
+        if self.trials != "none":  # a run keeps the way it logged trials when it started (older runs: children)
+            self.trials = run.data.tags.get("tradeoff.trials", "children")
         self.client.update_run(run_id, status="RUNNING")
         from .reconcile import reconcile
 
@@ -193,21 +213,47 @@ class MlflowTracker:
         return self._queue
 
     def _write_trials(self, q: queue.Queue) -> None:
-        while True:
-            trial = q.get()
-            if trial is None:
-                return
+        """Log what is queued: in ``steps`` mode everything waiting at once, in as few calls as MLflow allows."""
+        done = False
+        while not done:
+            batch = [q.get()]
+            while batch[-1] is not None and len(batch) < BATCH_METRICS:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is None:
+                done = True
+                batch.pop()
+            if not batch:
+                continue
             try:
-                self._log_trial_now(trial)
+                if self.trials == "children":
+                    for trial in batch:
+                        self._log_trial_now(trial)
+                else:
+                    self._log_trial_steps(batch)
             except Exception as e:  # noqa: BLE001 - a store hiccup must not stop the search
-                self.write_errors.append(f"trial {trial.number}: {type(e).__name__}: {e}")
+                self.write_errors.append(f"trials {batch[0].number}-{batch[-1].number}: {type(e).__name__}: {e}")
 
-    def _log_trial_now(self, trial: Trial) -> None:
+    def _log_trial_steps(self, trials: list[Trial]) -> None:
+        """Trials as metrics on the parent, step = trial number, in ``log_batch`` calls of up to 1,000 points."""
+        t0 = time.perf_counter()
+        ms = [m for t in trials for m in trial_metrics(t, self._start_ms)]
+        for i in range(0, len(ms), BATCH_METRICS):
+            self.client.log_batch(self.run_id, metrics=ms[i:i + BATCH_METRICS])
+        self.trial_seconds += time.perf_counter() - t0
+        self.trials_logged += len(trials)
+
+    def _log_trial_now(self, trial: Trial, front: bool | None = None) -> None:
+        """One trial as a child run (every trial in ``children`` mode; the front and baselines in ``steps``)."""
         t0 = time.perf_counter()
         now = int(time.time() * 1000)
         tags = {**self._source, "mlflow.parentRunId": self.run_id, "tradeoff.kind": "trial",
                 "trial": str(trial.number), "key": trial.key, "batch": str(trial.batch), "state": trial.state,
                 "feasible": str(bool(trial.feasible)).lower()}
+        if front is not None:
+            tags["front"] = str(front).lower()
         if trial.reason:
             tags["reason"] = _clip(trial.reason, TAG_LIMIT)
         if getattr(trial, "baseline", None):
@@ -245,6 +291,20 @@ class MlflowTracker:
         if self.run_id is None:
             return
         self.flush()
+        children = None
+        if self.trials == "steps":  # the front's child runs are written while the plots are drawn
+            from .reconcile import sync_front_children
+
+            errors: list[BaseException] = []
+
+            def sync():
+                try:
+                    sync_front_children(self, front)
+                except BaseException as e:  # noqa: BLE001 - raised below, in the caller's thread
+                    errors.append(e)
+
+            children = threading.Thread(target=sync, name="tradeoff-mlflow-front", daemon=True)
+            children.start()
         from .plots import plot_front, plot_hypervolume
 
         run_dir = Path(run_dir)
@@ -257,6 +317,10 @@ class MlflowTracker:
         for name in ("front.csv", "front.json", "trials.csv", "front.png", "hypervolume.png"):
             self.client.log_artifact(self.run_id, str(run_dir / name))
         self.log_checkpoint(run_dir, force=True)  # trials.jsonl now holds the trials after the last checkpoint too
+        if children is not None:
+            children.join()
+            if errors:
+                raise errors[0]
         n = len(front.trials)
         infeasible = sum(1 for t in front.trials if t.ok and not t.feasible)
         metrics = {"hypervolume": front.hypervolume(), "front_size": len(front.members), "n_trials": n,
@@ -273,8 +337,8 @@ class MlflowTracker:
 
     def _log_steps(self, rows) -> None:
         """Step-wise curves (step = trials done) in as few log_batch calls as MLflow allows."""
-        ts = int(time.time() * 1000)
-        ms = [Metric(_key(k), v, ts + step, step) for k, v, step in rows]  # distinct timestamps keep each point
+        # distinct timestamps keep each point; derived from the step, so a resumed run repeats, not duplicates, them
+        ms = [Metric(_key(k), v, self._start_ms + step, step) for k, v, step in rows]
         for i in range(0, len(ms), BATCH_METRICS):
             self.client.log_batch(self.run_id, metrics=ms[i:i + BATCH_METRICS])
 
@@ -370,6 +434,25 @@ def download_checkpoint(run_id: str, dest_dir: str | Path, uri: str | None = Non
 
 
 # -- what gets logged ---------------------------------------------------------------------------
+def trial_metrics(trial: Trial, start_ms: int) -> list[Metric]:
+    """A trial as points at step = its number: ``trial.<metric>``, duration, failed, feasible, numeric choices."""
+    ts, step = start_ms + trial.number, trial.number
+    values: dict[str, float] = {f"trial.{k}": v for k, v in trial.metrics.items()}
+    values["trial.duration_s"] = trial.duration_s
+    values["trial.failed"] = 0.0 if trial.ok else 1.0
+    values["trial.feasible"] = 1.0 if trial.feasible else 0.0
+    for k, v in trial.config.items():
+        if isinstance(v, (bool, int, float)):
+            values[f"trial.config.{k}"] = float(v)
+    out = []
+    for k, v in values.items():
+        try:
+            out.append(Metric(_key(k), float(v), ts, step))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 def config_params(config: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
     """A trial's choices as params; a long value (a mask's bits) becomes its length, density and hash."""
     params: dict[str, str] = {}

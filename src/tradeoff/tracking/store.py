@@ -1,8 +1,16 @@
-"""Opening an MLflow store: a local SQLite store is created (and migrated) by one process at a time."""
+"""Opening an MLflow store: a local SQLite store is created (and migrated) by one process at a time.
+
+Creating a SQLite store runs every one of MLflow's schema migrations, which takes seconds. The
+first store made with a given MLflow version is kept as a template under ``TRADEOFF_HOME``;
+later new stores start as a copy of it, with the Default experiment's artifact location set as
+MLflow would have set it (``./mlruns/0`` in the working directory).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -32,6 +40,8 @@ def open_client(uri: str):
         if not db.parent.is_dir():
             raise StoreError(f"tracking store {uri}: directory {db.parent} does not exist")
         with file_lock(db.with_name(db.name + ".lock")):
+            if not db.exists() or db.stat().st_size == 0:
+                _copy_template(db)
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)  # the first call creates and migrates the database
             return client
@@ -39,3 +49,51 @@ def open_client(uri: str):
         raise
     except Exception as e:  # noqa: BLE001 - say which store, keep the cause
         raise StoreError(f"tracking store {uri} cannot be opened: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
+
+
+def _template() -> Path | None:
+    """An empty, fully migrated store for the installed MLflow version, made once (None if it cannot be)."""
+    from importlib import metadata
+
+    from ..core.paths import tradeoff_home
+
+    try:
+        path = tradeoff_home() / "mlflow-templates" / f"mlflow-{metadata.version('mlflow')}.db"
+        if _valid(path):
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(path.with_name(path.name + ".lock")):
+            if not _valid(path):
+                from mlflow.tracking import MlflowClient
+
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.db")
+                tmp.unlink(missing_ok=True)
+                MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+                os.replace(tmp, path)
+        return path if _valid(path) else None
+    except (OSError, sqlite3.Error, metadata.PackageNotFoundError):
+        return None
+
+
+def _valid(path: Path) -> bool:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
+            return bool(c.execute("SELECT version_num FROM alembic_version").fetchone())
+    except sqlite3.Error:
+        return False
+
+
+def _copy_template(db: Path) -> None:
+    """Start ``db`` as a copy of the template; on any trouble MLflow creates it as usual."""
+    template = _template()
+    if template is None:
+        return
+    tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(template, tmp)
+        with sqlite3.connect(tmp) as c:
+            c.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                      (os.path.join(os.getcwd(), "mlruns", "0"),))
+        os.replace(tmp, db)
+    except (OSError, sqlite3.Error):
+        tmp.unlink(missing_ok=True)
