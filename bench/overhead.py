@@ -55,9 +55,10 @@ def main(argv=None) -> int:
     home = tempfile.TemporaryDirectory()
     os.environ["TRADEOFF_HOME"] = str(Path(home.name) / "home")
     t0 = time.perf_counter()
-    from tradeoff.tracking.store import open_client  # noqa: F401 - imports MLflow
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
     import tradeoff.tracking.plots  # noqa: F401 - imports matplotlib
+    from tradeoff.tracking.store import open_client  # noqa: F401 - imports MLflow
     imports_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as d:  # the machine's first store: MLflow migrates it, then it is the template
         t0 = time.perf_counter()
