@@ -93,6 +93,9 @@ def print_front(front, run_id: str) -> None:
         if out:
             console.print(f"{out} of {len(front.members)} front points lie outside the reference point and add "
                           f"nothing to its hypervolume; {front.hypervolume_text()}", highlight=False)
+    noisy = front.noisy_report()
+    if noisy:
+        console.print(noisy, highlight=False)
     if front.stop_reason:
         console.print(f"stopped early: {front.stop_reason}", highlight=False)
     console.print(f"run id: {run_id}", highlight=False)
@@ -104,6 +107,20 @@ def front_rc(front) -> int:
 
 
 def cmd_run(args) -> int:
+    if args.remeasure:   # every target, in this process and in its workers, times every figure afresh
+        previous = os.environ.get("TRADEOFF_REMEASURE")
+        os.environ["TRADEOFF_REMEASURE"] = "1"
+        try:
+            return _run(args)
+        finally:
+            if previous is None:
+                del os.environ["TRADEOFF_REMEASURE"]
+            else:
+                os.environ["TRADEOFF_REMEASURE"] = previous
+    return _run(args)
+
+
+def _run(args) -> int:
     from .runner import resume_run, run_recipe
 
     if args.resume:
@@ -281,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
     r.add_argument("--uri", help="with --resume: the MLflow tracking URI holding the run, when it is not local")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    r.add_argument("--remeasure", action="store_true",
+                   help="time every latency figure afresh instead of taking it from the measurement cache "
+                        "(the new figures are cached)")
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("show", help="print a run's front")

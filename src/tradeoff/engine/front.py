@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.pareto import derive_reference, hypervolume, nondominated_mask  # noqa: F401  (re-exported)
 from ..core.trial import Trial
+from ..hardware.timing import NOISY_REASONS
 from .objectives import Constraint, Objective
 from .reference import DERIVED, outside
 from .reference import label as ref_label
@@ -225,6 +226,43 @@ class Front:
         bad = len(self.trials) - len(self.feasible)
         lines = [f"{bad} of {len(self.trials)} trials failed or were infeasible; top reasons:"]
         lines += [f"  {n:>5} x {reason}" for reason, n in counts]
+        return "\n".join(lines)
+
+    def noisy_latency(self) -> dict[str, dict[str, Any]]:
+        """Per latency metric prefix (``latency``, ``latency_cpu`` ...): how many of its figures were noisy and why.
+
+        ``{"latency": {"figures": 60, "noisy": 7, "median_load": 1.8, "reasons": {"ci": 2, "load": 5}}}``:
+        ``median_load`` is the load per core while the noisy figures were timed (NaN when none was),
+        ``reasons`` counts each NOISY_REASONS code (a figure may have several, or none recorded).
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for t in self.trials:
+            m = t.metrics
+            for prefix in [k[: -len("_noisy")] for k in m if k.endswith("_noisy")]:
+                if f"{prefix}_ms" not in m:
+                    continue
+                entry = out.setdefault(prefix, {"figures": 0, "noisy": 0, "loads": [], "reasons": Counter()})
+                entry["figures"] += 1
+                if m[f"{prefix}_noisy"]:
+                    entry["noisy"] += 1
+                    if f"{prefix}_load" in m:
+                        entry["loads"].append(m[f"{prefix}_load"])
+                    entry["reasons"].update(w for w in NOISY_REASONS if m.get(f"{prefix}_noisy_{w}"))
+        return {p: {"figures": e["figures"], "noisy": e["noisy"],
+                    "median_load": float(np.median(e["loads"])) if e["loads"] else math.nan,
+                    "reasons": dict(e["reasons"])} for p, e in out.items()}
+
+    def noisy_report(self) -> str:
+        """One line per latency metric with noisy figures (how many, the load, why); empty when none was."""
+        lines = []
+        for prefix, e in self.noisy_latency().items():
+            if not e["noisy"]:
+                continue
+            why = [f"{n} {NOISY_REASONS[w]}" for w, n in e["reasons"].items()]
+            load = [] if math.isnan(e["median_load"]) else [f"median load {e['median_load']:.2g} per core"]
+            detail = "; ".join(x for x in (", ".join(load), ", ".join(why)) if x)
+            lines.append(f"{prefix}: {e['noisy']} of {e['figures']} figures noisy" + (f" ({detail})" if detail else "")
+                         + "; rerun with --remeasure to time them again")
         return "\n".join(lines)
 
     def summary(self) -> str:

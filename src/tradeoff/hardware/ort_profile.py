@@ -79,7 +79,10 @@ def profile_kernel(target, artifact: Artifact, exclude: frozenset[str] = BOUNDAR
                          ci_high_ms=hi, warmup=policy.warmup, target=target.name, device=target.device,
                          settings={**target.describe(), "kernel_timing": "profile"})
     stats.load = round(max(load0, _load_per_core()), 3)
-    stats.noisy = stats.ci_rel > policy.rel_ci or stats.load > policy.max_load
+    if stats.ci_rel > policy.rel_ci:
+        stats.flag("ci")
+    if stats.load > policy.max_load:
+        stats.flag("load")
     stats.seconds = time.perf_counter() - t_start
     return stats
 

@@ -5,6 +5,8 @@ within ±``rel_ci`` of it (2% by default) or a time cap is hit; it reports media
 and the interval, and flags itself ``noisy`` when the cap came first instead of hiding it.
 On a shared machine it can first wait (up to ``wait_for_quiet_s``) for other work to die down,
 and interleave a fixed reference model, so contention and drift show in the ratio to it.
+Why a figure is noisy is kept with it (``noisy_why``), and a noisy figure in the measurement
+cache is timed again when asked for again, up to ``remeasure_noisy`` measurements in all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+# why a figure is flagged noisy: the codes kept in ``LatencyStats.noisy_why`` and what they mean
+NOISY_REASONS = {"ci": "CI not reached", "load": "load above max_load", "drift": "reference drift"}
 
 
 @dataclass
@@ -42,18 +47,26 @@ class LatencyStats:
     ref_ratio: float = 0.0      # median / the interleaved reference model's median (0: no reference)
     ref_drift: float = 0.0      # the reference's median against its first figure on this target, minus 1
     waited_s: float = 0.0       # time spent waiting for the machine to quieten before timing
+    noisy_why: list[str] = field(default_factory=list)   # the NOISY_REASONS codes that flagged it
 
     @property
     def ci_rel(self) -> float:
         """Half-width of the median's CI relative to the median."""
         return (self.ci_high_ms - self.ci_low_ms) / 2 / self.median_ms if self.median_ms > 0 else math.inf
 
+    def flag(self, reason: str) -> None:
+        """Mark the figure noisy for ``reason`` (a NOISY_REASONS code)."""
+        self.noisy = True
+        if reason not in self.noisy_why:
+            self.noisy_why.append(reason)
+
     def metrics(self, prefix: str = "latency") -> dict[str, float]:
         return {f"{prefix}_ms": self.median_ms, f"{prefix}_p10_ms": self.p10_ms, f"{prefix}_p90_ms": self.p90_ms,
                 f"{prefix}_ci_rel": self.ci_rel, f"{prefix}_n": float(self.n), f"{prefix}_noisy": float(self.noisy),
-                f"{prefix}_cached": float(self.cached), f"{prefix}_cost_s": self.seconds,
+                f"{prefix}_cached": float(self.cached), f"{prefix}_cost_s": self.seconds, f"{prefix}_load": self.load,
                 **({f"{prefix}_ref_ratio": self.ref_ratio, f"{prefix}_ref_drift": self.ref_drift}
-                   if self.ref_ratio else {})}
+                   if self.ref_ratio else {}),
+                **{f"{prefix}_noisy_{why}": 1.0 for why in (self.noisy_why if self.noisy else ())}}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +102,7 @@ class TimingPolicy:
     wait_for_quiet_s: float = 0.0  # before timing, wait up to this long for the run queue per core to drop
     quiet_load: float = 0.75       # ... to this many runnable processes per core (others than us)
     reference: bool = False        # interleave a fixed reference model, repeat for repeat (see base.py)
+    remeasure_noisy: int = 3       # a noisy cached figure is timed again until measured this often (0, 1: never)
 
     @staticmethod
     def from_settings(settings: dict[str, Any]) -> TimingPolicy:
@@ -96,12 +110,13 @@ class TimingPolicy:
         return TimingPolicy(**{k: v for k, v in settings.items() if k in known})
 
 
-def summarize(samples_ms: np.ndarray, warmup: int, number: int, noisy: bool, **info) -> LatencyStats:
+def summarize(samples_ms: np.ndarray, warmup: int, number: int, noisy_why: list[str], **info) -> LatencyStats:
     x = np.sort(np.asarray(samples_ms, dtype=float))
     lo, hi = median_ci(x)
     return LatencyStats(median_ms=float(np.median(x)), p10_ms=float(np.percentile(x, 10)),
                         p90_ms=float(np.percentile(x, 90)), mean_ms=float(x.mean()), n=len(x), ci_low_ms=lo,
-                        ci_high_ms=hi, warmup=warmup, number=number, noisy=noisy, **info)
+                        ci_high_ms=hi, warmup=warmup, number=number, noisy=bool(noisy_why),
+                        noisy_why=list(noisy_why), **info)
 
 
 def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
@@ -131,7 +146,7 @@ def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
         ref_fn, ref_timer = reference[0], reference[1] or _wall_timer
         ref_one = ref_timer(ref_fn, 1)
         ref_number = max(1, int(math.ceil(policy.min_repeat_ms / max(ref_one, 1e-6))))
-    noisy = False
+    why: list[str] = []
     while True:
         samples.append(timer(fn, number))
         if reference is not None:   # alternating: contention that slows one slows the other
@@ -144,15 +159,17 @@ def time_callable(fn: Callable[[], Any], policy: TimingPolicy | None = None,
             if med > 0 and (hi - lo) / 2 <= policy.rel_ci * med:
                 break
         if n >= policy.max_repeats:
-            noisy = True
+            why.append("ci")
             break
         if time.perf_counter() - t_start > policy.time_cap_s and n >= min(policy.min_repeats, 5):
-            noisy = n < policy.min_repeats or not _tight(samples, policy.rel_ci)
+            if n < policy.min_repeats or not _tight(samples, policy.rel_ci):
+                why.append("ci")
             break
     load = max(load0, _load_per_core())
     # a busy machine can give a tight interval around a shifted median: say so, don't hide it
-    noisy = noisy or load > policy.max_load
-    stats = summarize(np.array(samples), n_warm, number, noisy, load=round(load, 3), waited_s=round(waited, 3),
+    if load > policy.max_load:
+        why.append("load")
+    stats = summarize(np.array(samples), n_warm, number, why, load=round(load, 3), waited_s=round(waited, 3),
                       **info)
     if ref_samples:
         stats.ref_ratio = stats.median_ms / float(np.median(ref_samples))
