@@ -149,8 +149,13 @@ def audit(d: Path, run_dir: Path, budget: int) -> dict:
     trials = read_trials(run_dir, warn=False)
     client = MlflowClient(f"sqlite:///{d}/mlflow.db")
     exp = client.get_run(run_dir.name).info.experiment_id
-    kids = client.search_runs([exp], f"tags.mlflow.parentRunId = '{run_dir.name}'", max_results=5000)
-    kid_keys = [c.data.tags.get("key") for c in kids if c.info.status in ("FINISHED", "FAILED")]
+    if client.get_run(run_dir.name).data.tags.get("tradeoff.trials") == "steps":  # trials: one point per step
+        by_number = {t.number: t.key for t in trials}
+        steps = [m.step for m in client.get_metric_history(run_dir.name, "trial.duration_s")]
+        kid_keys = [by_number.get(s, f"step {s}, not in the log") for s in steps]
+    else:
+        kids = client.search_runs([exp], f"tags.mlflow.parentRunId = '{run_dir.name}'", max_results=5000)
+        kid_keys = [c.data.tags.get("key") for c in kids if c.info.status in ("FINISHED", "FAILED")]
     calls = (d / "calls.txt").read_text().splitlines() if (d / "calls.txt").exists() else []
     return {"lost": max(0, budget - len(set(keys))) + len(set(keys) - set(kid_keys)),
             "rerun": (len(keys) - len(set(keys))) + (len(kid_keys) - len(set(kid_keys))) + len(set(kid_keys) - set(keys)),
@@ -242,8 +247,8 @@ def main() -> None:
             out["throughput"][f"{ex}x{w}"] = statistics.median(runs)
             print(f"{ex:9s} workers={w}: {out['throughput'][f'{ex}x{w}']:.0f} trials/min "
                   f"(ideal {60 / DELAY * w:.0f})", flush=True)
-        over = [driver_overhead_ms(200, False, tmp) for _ in range(args.repeats)]
-        tracked = [driver_overhead_ms(200, True, tmp) for _ in range(args.repeats)]
+        over = [driver_overhead_ms(1000, False, tmp) for _ in range(args.repeats)]
+        tracked = [driver_overhead_ms(1000, True, tmp) for _ in range(args.repeats)]
         out["driver_ms"] = statistics.median(o[0] for o in over)
         out["driver_tracked_ms"] = statistics.median(o[0] for o in tracked)
         out["mlflow_ms"] = statistics.median(o[1] for o in tracked)

@@ -33,6 +33,7 @@ class Front:
     reference_source: str | None = None  # where reference_point came from: recipe, experiment NAME, ...
     run_id: str | None = None       # the search's id: tradeoff show / resume take it
     stop_reason: str | None = None  # why the search stopped before its budget (e.g. the space is exhausted)
+    _curves: dict = field(default_factory=dict, repr=False, compare=False)  # hypervolume curves already computed
 
     # -- views -------------------------------------------------------------------------------
     @property
@@ -152,6 +153,9 @@ class Front:
     def hypervolume_curve(self, reference: Mapping[str, float] | None = None) -> np.ndarray:
         """Hypervolume after each trial, in trial order (flat through failed/infeasible ones)."""
         ref = self._ref_min(reference)
+        memo = (len(self.trials), tuple(ref))
+        if memo in self._curves:
+            return self._curves[memo].copy()
         curve = np.zeros(len(self.trials))
         if not np.all(np.isfinite(ref)):
             return curve
@@ -167,7 +171,8 @@ class Front:
                     pts = list(F)
                     hv = hypervolume(F, ref)
             curve[i] = hv
-        return curve
+        self._curves[memo] = curve
+        return curve.copy()
 
     # -- tables ------------------------------------------------------------------------------
     def rows(self, trials: Sequence[Trial] | None = None) -> list[dict[str, Any]]:
