@@ -53,3 +53,24 @@ def test_checkpoint_is_uploaded_on_a_schedule_and_at_the_end(tmp_path):
     kids = client.search_runs([client.get_experiment_by_name("sched").experiment_id],
                               f"tags.mlflow.parentRunId = '{front.run_id}'", max_results=100)
     assert len(kids) == 40 and not tracker.write_errors
+
+
+def test_new_stores_start_from_a_migrated_template(tmp_path, monkeypatch):
+    """The first store is made by MLflow and kept; the next is a copy, with MLflow's own Default experiment."""
+    from tradeoff.tracking import store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    first = store.open_client(f"sqlite:///{tmp_path}/a.db")
+    templates = list((tmp_path / "cache" / "tradeoff" / "mlflow-templates").glob("mlflow-*.db"))
+    assert len(templates) == 1 and store._valid(templates[0])
+    assert first.get_experiment("0").artifact_location.endswith("mlruns/0")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    second = store.open_client(f"sqlite:///{tmp_path}/b.db")
+    assert second.get_experiment("0").artifact_location == str(tmp_path / "elsewhere" / "mlruns" / "0")
+    exp = second.create_experiment("t")
+    run = second.create_run(exp)
+    second.log_metric(run.info.run_id, "m", 1.5)
+    assert second.get_run(run.info.run_id).data.metrics == {"m": 1.5}
+    assert first.get_experiment_by_name("t") is None   # a copy, not the same database

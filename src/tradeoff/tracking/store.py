@@ -1,8 +1,9 @@
 """Opening an MLflow store: a local SQLite store is created (and migrated) by one process at a time.
 
 Creating a SQLite store runs every one of MLflow's schema migrations, which takes seconds. The
-first store made with a given MLflow version is kept as a template under ``TRADEOFF_HOME``;
-later new stores start as a copy of it, with the Default experiment's artifact location set as
+first store made with a given MLflow version is kept as a template in the user's cache folder
+(``$XDG_CACHE_HOME/tradeoff``, else ``~/.cache/tradeoff``; ``TRADEOFF_HOME`` when neither is
+writable); later new stores start as a copy of it, with the Default experiment's artifact location set as
 MLflow would have set it (``./mlruns/0`` in the working directory).
 """
 
@@ -55,13 +56,36 @@ def _template() -> Path | None:
     """An empty, fully migrated store for the installed MLflow version, made once (None if it cannot be)."""
     from importlib import metadata
 
-    from ..core.paths import tradeoff_home
-
     try:
-        path = tradeoff_home() / "mlflow-templates" / f"mlflow-{metadata.version('mlflow')}.db"
+        name = f"mlflow-{metadata.version('mlflow')}.db"
+    except metadata.PackageNotFoundError:
+        return None
+    for folder in _template_folders():
+        path = folder / name
         if _valid(path):
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        return _make_template(path)
+    return None
+
+
+def _template_folders() -> list[Path]:
+    from ..core.paths import tradeoff_home
+
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folders = [Path(cache) / "tradeoff" / "mlflow-templates"]
+    try:
+        folders.append(tradeoff_home() / "mlflow-templates")
+    except Exception:  # noqa: BLE001 - an unusable home is reported where it is used, not here
+        pass
+    return folders
+
+
+def _make_template(path: Path) -> Path | None:
+    try:
         with file_lock(path.with_name(path.name + ".lock")):
             if not _valid(path):
                 from mlflow.tracking import MlflowClient
@@ -71,7 +95,7 @@ def _template() -> Path | None:
                 MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
                 os.replace(tmp, path)
         return path if _valid(path) else None
-    except (OSError, sqlite3.Error, metadata.PackageNotFoundError):
+    except (OSError, sqlite3.Error):
         return None
 
 
