@@ -138,7 +138,8 @@ def run(args) -> None:
     from tradeoff.predictors.calibration import calibrate
     from tradeoff.workloads.convnets import convnet_space
 
-    target = make_target("ort", threads=args.threads, timing=json.loads(args.timing))
+    # every figure timed now (remeasure), never taken from an earlier run's cache: a --busy run measures under load
+    target = make_target("ort", threads=args.threads, timing=json.loads(args.timing), remeasure=True)
     t0 = time.perf_counter()
     rep = calibrate(target, convnet_space(), n_train=args.train, n_test=args.test, seed=args.seed, stat=args.stat,
                     retest=min(args.retest, args.test), predictors=args.predictors.split(","),
