@@ -52,11 +52,13 @@ def test_good_recipe_validates_and_builds():
     ({"workload": {"n_var": 3}}, "workload: a workload mapping needs 'name'"),
     ({"colour": "red"}, "colour: unknown field; allowed here: name, description, workload"),
     ({"tracking": {"urii": "x"}}, "tracking.urii: unknown field; allowed here: enabled, uri, experiment"),
+    ({"tracking": {"trials": "all"}}, "tracking.trials: 'all' is not one of 'steps', 'children' or 'none'"),
 ])
 def test_schema_errors_name_the_field_and_what_is_allowed(changes, message):
     with pytest.raises(RecipeError) as e:
         load_recipe(bad(**changes))
     assert message in str(e.value)
+    assert "valid boolean" not in str(e.value)   # not the other branch of "tracking: true | {...}"
 
 
 @pytest.mark.parametrize("changes,message", [

@@ -135,7 +135,11 @@ class Recipe(_Strict):
 
 def _format_errors(err: ValidationError) -> str:
     lines = []
-    for e in err.errors():
+    errors = err.errors()
+    for e in errors:
+        # a union's other branch (e.g. "tracking: true") says nothing useful when the value was a mapping
+        if e["type"] == "bool_type" and isinstance(e.get("input"), dict) and len(errors) > 1:
+            continue
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal[", "str", "dict",
                                                                            "TrackingCfg", "ObjectiveCfg", "bool")))
         msg = e["msg"]
