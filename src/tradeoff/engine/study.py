@@ -135,7 +135,7 @@ class Study:
         self.batches = 0
         self._told = 0
         self._next = 0              # the next trial's number: one past the log's highest
-        self._n_searched: tuple[int, int] | None = None   # (len(trials), non-baseline trials among them)
+        self._n_searched = 0        # trials that count against the budget (baselines do not)
         self._pending: list[Config] = []   # a batch asked before an interruption, to evaluate before asking again
         self.resumed = False
         self.stop_reason: str | None = None
@@ -192,8 +192,7 @@ class Study:
                     initial=[space.from_json(c) for c in meta.get("initial", [])] if not state else ())
         study.resumed = True
         for t in load_trials(run_dir):
-            study.trials.append(t)
-            study.cache[t.key] = t
+            study._add(t)
         study._next = next_number(study.trials)
         if state:
             study.elapsed_s, study.batches, study._told = state["elapsed_s"], state["batches"], state["n_trials"]
@@ -325,10 +324,13 @@ class Study:
         return configs
 
     def _searched(self) -> int:
-        """Trials that count against the budget (baselines do not); counted once, then kept up to date."""
-        if self._n_searched is None or self._n_searched[0] != len(self.trials):
-            self._n_searched = (len(self.trials), sum(1 for t in self.trials if not t.baseline))
-        return self._n_searched[1]
+        return self._n_searched
+
+    def _add(self, trial: Trial) -> None:
+        """A trial joins the study: its list, the cache of evaluated configs, the count against the budget."""
+        self.trials.append(trial)
+        self.cache[trial.key] = trial
+        self._n_searched += not trial.baseline
 
     def _evaluate_baselines(self, t0: float) -> None:
         """Each named baseline once, as a trial tagged with its name (a resumed study skips those done)."""
@@ -369,10 +371,7 @@ class Study:
                       batch=self.batches, baseline=baseline)
         self.log.append(trial)  # the record first: a kill now leaves a child for resume to back-fill
         self._next += 1
-        self.trials.append(trial)
-        if self._n_searched is not None and self._n_searched[0] == len(self.trials) - 1:
-            self._n_searched = (len(self.trials), self._n_searched[1] + (baseline is None))
-        self.cache[key] = trial
+        self._add(trial)
         if self.tracker is not None:
             self.tracker.log_trial(trial)
         if state == COMPLETE and self.spec.constraints:  # recorded first: nothing is lost

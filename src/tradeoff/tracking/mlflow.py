@@ -292,20 +292,6 @@ class MlflowTracker:
         if self.run_id is None:
             return
         self.flush()
-        children = None
-        if self.trials == "steps":  # the front's child runs are written while the plots are drawn
-            from .reconcile import sync_front_children
-
-            errors: list[BaseException] = []
-
-            def sync():
-                try:
-                    sync_front_children(self, front)
-                except BaseException as e:  # noqa: BLE001 - raised below, in the caller's thread
-                    errors.append(e)
-
-            children = threading.Thread(target=sync, name="tradeoff-mlflow-front", daemon=True)
-            children.start()
         from .plots import plot_front, plot_hypervolume
 
         run_dir = Path(run_dir)
@@ -318,10 +304,10 @@ class MlflowTracker:
         for name in ("front.csv", "front.json", "trials.csv", "front.png", "hypervolume.png"):
             self.client.log_artifact(self.run_id, str(run_dir / name))
         self.log_checkpoint(run_dir, force=True)  # trials.jsonl now holds the trials after the last checkpoint too
-        if children is not None:
-            children.join()
-            if errors:
-                raise errors[0]
+        if self.trials == "steps":
+            from .reconcile import sync_front_children
+
+            sync_front_children(self, front)
         n = len(front.trials)
         infeasible = sum(1 for t in front.trials if t.ok and not t.feasible)
         metrics = {"hypervolume": front.hypervolume(), "front_size": len(front.members), "n_trials": n,
@@ -443,13 +429,7 @@ def trial_metrics(trial: Trial, start_ms: int) -> list[Metric]:
     values["trial.duration_s"] = trial.duration_s
     values["trial.failed"] = 0.0 if trial.ok else 1.0
     values["trial.feasible"] = 1.0 if trial.feasible else 0.0
-    out = []
-    for k, v in values.items():
-        try:
-            out.append(Metric(_key(k), float(v), ts, step))
-        except (TypeError, ValueError):
-            continue
-    return out
+    return [Metric(_key(k), float(v), ts, step) for k, v in values.items()]  # metrics are floats (check_metrics)
 
 
 def config_params(config: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
