@@ -107,19 +107,24 @@ def test_torn_and_garbled_lines_are_repaired_not_glued(tmp_path):
     assert next_number([_trial(0), _trial(5)]) == 6
 
 
-def test_damaged_checkpoints_fall_back(tmp_path):
-    """state.pkl garbage, then its copy empty: rebuilt from the log; study.json truncated: its copy is used."""
-    ref = to.search(SPACE, OBJ, faults.zdt, budget=40, algorithm="nsga2", seed=1, tracking=None, batch_size=8)
+def interrupted_at(n: int):
+    """faults.zdt, but its n-th call is a Ctrl-C."""
     calls = []
 
-    def stopping(c):
+    def evaluate(c):
         calls.append(1)
-        if len(calls) == 19:
+        if len(calls) == n:
             raise KeyboardInterrupt
         return faults.zdt(c)
 
+    return evaluate
+
+
+def test_damaged_checkpoints_fall_back(tmp_path):
+    """state.pkl garbage, then its copy empty: rebuilt from the log; study.json truncated: its copy is used."""
+    ref = to.search(SPACE, OBJ, faults.zdt, budget=40, algorithm="nsga2", seed=1, tracking=None, batch_size=8)
     with pytest.raises(KeyboardInterrupt) as info:
-        to.search(SPACE, OBJ, stopping, budget=40, algorithm="nsga2", seed=1, tracking=None, batch_size=8)
+        to.search(SPACE, OBJ, interrupted_at(19), budget=40, algorithm="nsga2", seed=1, tracking=None, batch_size=8)
     run_dir = next(p for p in (tmp_path / ".tradeoff" / "runs").iterdir() if len(load_trials(p)) == 18)
     assert f"resume={run_dir.name!r}" in str(info.value)   # the API says how to resume: search(..., resume=ID)
     (run_dir / "state.pkl").write_bytes(b"\x80\x05garbage")
@@ -141,13 +146,7 @@ def test_replay_from_the_log_asks_what_the_interrupted_run_would(tmp_path, algor
     """No checkpoint at all: the algorithm is rebuilt by replaying the log; the next asks are the same."""
     kw = dict(budget=30, algorithm=algorithm, seed=4, tracking=None, batch_size=6)
     ref = to.search(SPACE, OBJ, faults.zdt, **kw)
-    calls = []
-
-    def stopping(c):
-        calls.append(1)
-        if len(calls) == 17:
-            raise KeyboardInterrupt
-        return faults.zdt(c)
+    stopping = interrupted_at(17)
 
     with pytest.raises(KeyboardInterrupt):
         to.search(SPACE, OBJ, stopping, **kw)
