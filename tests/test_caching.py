@@ -145,6 +145,25 @@ def test_ecad_json_polarity_and_resampling():
     assert r.shape == (10, lay.n_blocks, 3) and r[0].all() and not r.all()
 
 
+def test_resampling_keeps_the_rhythm_and_the_share_of_recomputed_steps():
+    lay = layout_of(make_pixart_pipe())
+    for n in (2, 3, 4):
+        for steps in (10, 40):
+            r = resample_steps(named.fora(lay, 20, n), steps)
+            assert r[0].all()
+            assert abs(r.mean() - named.fora(lay, 20, n).mean()) <= 1.0 / steps + 1e-9
+    # FORA every 2 stays every 2 steps at any step count; nearest-step copying loses it at 10 steps
+    assert (resample_steps(named.fora(lay, 20, 2), 10) == named.fora(lay, 10, 2)).all()
+    assert (resample_steps(named.fora(lay, 20, 2), 40) == named.fora(lay, 40, 2)).all()
+    assert not (resample_steps(named.fora(lay, 20, 2), 10, method="nearest") == named.fora(lay, 10, 2)).all()
+    rng = np.random.default_rng(0)
+    x = rng.random((20, lay.n_blocks, 3)) < 0.4
+    x[0] = True
+    assert (resample_steps(x, 20) == x).all()  # the same step count changes nothing
+    with pytest.raises(ValueError, match="method"):
+        resample_steps(x, 10, method="linear")
+
+
 def test_named_schedules_and_mac_fraction():
     lay = layout_of(make_pixart_pipe())
     every = named.named_schedules(lay, 20)
@@ -152,6 +171,8 @@ def test_named_schedules_and_mac_fraction():
     assert is_full_compute(named.tgate(lay, 20, 0) | True, lay)
     t = every["tgate_10"]
     assert t[:10].all() and not t[10:, :, 1].any() and t[10:, :, [0, 2]].all()
+    m = every["fora_attn4_mlp2"]
+    assert m[::4, :, :2].all() and not m[2::4, :, :2].any() and m[::2, :, 2].all() and not m[1::2].any()
     ev = every["even_0.3_staggered"]
     assert abs(effective(ev)[1:].mean() - 0.3) < 0.05
     per = np.tile([3.0, 1.0, 5.0], (lay.n_blocks, 1))

@@ -115,12 +115,41 @@ def is_full_compute(schedule: np.ndarray, layout: CacheLayout | None = None) -> 
     return bool(eff[layout.present(eff.shape[0])].all() if layout is not None else eff.all())
 
 
-def resample_steps(schedule: np.ndarray, steps: int) -> np.ndarray:
-    """A schedule for another step count: each new step takes the bits of the nearest old step (by position)."""
+def resample_steps(schedule: np.ndarray, steps: int, method: str = "rhythm") -> np.ndarray:
+    """A schedule for another step count.
+
+    ``"rhythm"`` (the default) keeps each component's local share of recomputed steps: new step
+    ``i`` takes the share of the old steps it covers (two old steps when upsampling), and error
+    diffusion along the step axis turns shares into bits, so FORA every N stays every N steps at
+    any step count and the MAC fraction is kept. ``"nearest"`` copies the bits of the nearest old
+    step, which breaks every-N patterns when the step count shrinks.
+    """
     s = schedule_of(schedule)
     old = s.shape[0]
-    idx = np.clip(np.rint(np.arange(steps) * (old - 1) / max(steps - 1, 1)).astype(int), 0, old - 1)
-    out = s[idx].copy()
+    if steps < 1:
+        raise ValueError(f"steps: at least 1, got {steps}")
+    if method == "nearest":
+        idx = np.clip(np.rint(np.arange(steps) * (old - 1) / max(steps - 1, 1)).astype(int), 0, old - 1)
+        out = s[idx].copy()
+    elif method == "rhythm":
+        share = np.empty((steps, *s.shape[1:]))
+        edges = np.arange(steps + 1) * old / steps
+        for i in range(steps):
+            a, b = edges[i], edges[i + 1]
+            if b - a < 1.0:  # upsampling: the share over two old steps around the new one keeps every-N rhythms
+                mid = (a + b) / 2
+                a, b = max(0.0, mid - 1.0), min(float(old), mid + 1.0)
+            lo, hi = int(np.floor(a)), int(np.ceil(b))
+            w = np.minimum(np.arange(lo, hi) + 1, b) - np.maximum(np.arange(lo, hi), a)
+            share[i] = np.tensordot(w, s[lo:hi].astype(float), axes=1) / w.sum()
+        out = np.zeros(share.shape, dtype=bool)
+        debt = np.zeros(share.shape[1:])
+        for i in range(steps):
+            debt += share[i]
+            out[i] = debt >= 0.5 - 1e-9
+            debt -= out[i]
+    else:
+        raise ValueError(f"method: {method!r} is not one of rhythm, nearest")
     out[0] = True
     return out
 

@@ -1,6 +1,7 @@
 """The field's caching methods that fit a static schedule: comparison points and seeds for the search.
 
-FORA (everything every N steps), attention every N steps (PAB-style), T-GATE (cross-attention
+FORA (everything every N steps), FORA with one rate for attention and another for MLPs,
+attention every N steps (PAB-style), T-GATE (cross-attention
 frozen after a gate step), Learning-to-Cache-style per-step {attention, MLP} patterns, and the
 even-sparsity family (each component recomputed at an even rate, staggered over blocks).
 All are ``steps x blocks x components`` masks with True = recompute.
@@ -44,6 +45,16 @@ def every_n(layout: CacheLayout, steps: int, n: int, names: tuple[str, ...] = AT
     for t in range(steps):
         if t % n:
             s[t][which] = False
+    return s
+
+
+def mixed(layout: CacheLayout, steps: int, attention_n: int, mlp_n: int) -> np.ndarray:
+    """FORA with a rate per kind: attention every ``attention_n`` steps, MLPs every ``mlp_n``."""
+    s = np.zeros(layout.shape(steps), dtype=bool)
+    attn, mlp = _where(layout, ATTENTION), _where(layout, MLP)
+    for t in range(steps):
+        s[t][attn] = t % attention_n == 0
+        s[t][mlp] = t % mlp_n == 0
     return s
 
 
@@ -91,6 +102,8 @@ def named_schedules(layout: CacheLayout, steps: int, family: str = "all") -> dic
         raise ValueError(f"family: {family!r} is not one of all, baselines")
     out.update({f"fora_{n}": fora(layout, steps, n) for n in range(5, 9) if n < steps})
     out.update({f"attn_every_{n}": every_n(layout, steps, n) for n in range(2, 8) if n < steps})
+    out.update({f"fora_attn{a}_mlp{m}": mixed(layout, steps, a, m) for a in (2, 3, 4, 6) for m in (2, 3, 4)
+                if a != m and max(a, m) < steps})
     if has_cross:
         for g in sorted({max(1, round(steps * f)) for f in np.linspace(0.2, 0.9, 13)}):
             out[f"tgate_{g}"] = tgate(layout, steps, g)
