@@ -32,6 +32,7 @@ from tradeoff.spaces.cache_named import named_schedules
 from tradeoff.workloads.tiny_pixart import DigitsPipe, digits, load_test_bed
 
 OUT = Path(__file__).parent / "results"
+REFINED = False
 BASELINES = ("fora_2", "fora_3", "fora_4", "tgate_10")
 
 
@@ -200,6 +201,8 @@ def main() -> None:
     table4 = "\n".join(table4)
     print(table4, flush=True)
 
+    global REFINED
+    REFINED = bool(args.refine)
     _plots(rows, base, picks, speed, gens, bed, wl, {**{k: named[k] for k in BASELINES}, **{k: v["schedule"] for k, v in picks.items()}})
     total = time.perf_counter() - t_start
     md = (f"# ECAD on the tiny PixArt digits test bed\n\nbudget {args.budget}, population {args.pop}, "
@@ -225,7 +228,7 @@ def _plots(rows, base, picks, speed, gens, bed, wl, schedules) -> None:
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
     f = sorted(rows, key=lambda r: r["mac_speedup"])
-    ax[0].plot([r["mac_speedup"] for r in f], [r["psnr_db"] for r in f], "o-", label="learned front (NSGA-II)")
+    ax[0].plot([r["mac_speedup"] for r in f], [r["psnr_db"] for r in f], "o-", label="learned front (NSGA-II" + (" + local)" if REFINED else ")"))
     for k, m in base.items():
         ax[0].plot(m["mac_speedup"], m["psnr_db"], "s", ms=9, label=k)
     ax[0].set(xlabel="MAC speed-up (x)", ylabel="PSNR vs full compute (dB)", title="fidelity vs MACs")
