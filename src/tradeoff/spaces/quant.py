@@ -161,7 +161,7 @@ def quantize(onnx_bytes: bytes, config: Mapping[str, int], nodes: Mapping[str, s
                     kind += " (fallback: W4A8 has no kernel in ONNX Runtime CPU; ran W4A32)"
                 runs[layer] = kind
     if static:
-        model = _static_int8(model, static, calib)
+        model = _static_int8(model, static + _int8_glue(model, static), calib)
         for node in static:
             runs[layer_of[node]] = "int8 (QDQ, per-channel weights, int8 activations)"
     record = {
@@ -189,6 +189,41 @@ class _Reader:
         pass
 
 
+def _int8_glue(model, static: list[str]) -> list[str]:
+    """Ops between layers (Relu, Add, pooling, Flatten...) whose neighbouring layers are all int8:
+    quantized too, so an int8 region stays int8 rather than hopping to float and back at each op."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    chosen = set(static)
+
+    def layers_near(node) -> set[str]:
+        found, seen, todo = set(), set(), [node]
+        while todo:
+            n = todo.pop()
+            nexts = [producer[i] for i in n.input if i in producer]
+            nexts += [c for o in n.output for c in consumers.get(o, [])]
+            for m in nexts:
+                if m.name in seen:
+                    continue
+                seen.add(m.name)
+                if m.op_type in QUANT_OPS or m.op_type == "MatMulNBits":
+                    found.add(m.name)
+                else:
+                    todo.append(m)
+        return found
+
+    out = []
+    for n in model.graph.node:
+        if n.name and n.op_type not in (*QUANT_OPS, "MatMulNBits", "QuantizeLinear", "DequantizeLinear"):
+            near = layers_near(n)
+            if near and near <= chosen:
+                out.append(n.name)
+    return out
+
+
 def _static_int8(model, node_names: list[str], calib) -> Any:
     import onnx
     from onnxruntime.quantization import (
@@ -209,7 +244,7 @@ def _static_int8(model, node_names: list[str], calib) -> Any:
         onnx.save(model, src)
         try:
             quantize_static(src, dst, _Reader(name, batches), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
                             nodes_to_quantize=list(node_names), calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         except Exception as e:
