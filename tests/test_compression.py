@@ -102,6 +102,19 @@ def test_activation_bits_apart_from_weight_bits(digits):
         quant_space(fp32, (8, 32), act_bits=(4, 32))
 
 
+def test_int8_regions_stay_int8_between_layers(digits):
+    model, d = digits
+    fp32 = export_onnx(model, (torch.from_numpy(d["x"][:1]),))
+    space = quant_space(fp32, (8, 32))
+    g = onnx.load_model_from_string(quantize(fp32, space.uniform(8), space.nodes, d["x"][:64])[0]).graph
+    assert _feeds(g, "QuantizeLinear") >= {"Add", "GlobalAveragePool"}   # the glue ops stay int8 (Relus fold away)
+    # the first conv in float: the Relu right after it has a float neighbour, so it stays float
+    g = onnx.load_model_from_string(quantize(fp32, {**space.uniform(8), "0.0": 32}, space.nodes, d["x"][:64])[0]).graph
+    conv0 = next(n for n in g.node if n.name == space.nodes["0.0"])
+    assert {n.op_type for n in g.node if conv0.output[0] in n.input} == {"Relu"}   # not a QuantizeLinear
+    assert "GlobalAveragePool" in _feeds(g, "QuantizeLinear")   # the region further on stays int8
+
+
 def test_prune_space_is_dependency_aware_and_refuses_empty_layers(digits):
     model, d = digits
     x = torch.from_numpy(d["x"][:2])
