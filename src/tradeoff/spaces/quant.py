@@ -12,8 +12,9 @@ bit-width (param ``<layer>:act``, 8 or 32); without ``act_bits`` activations fol
   chosen nodes; ONNX Runtime fuses each into an integer kernel);
 - 4: weight-only. A MatMul (a Gemm is rewritten as one) becomes ``MatMulNBits``, ONNX Runtime's
   4-bit kernel (``MatMulNBitsQuantizer``); a Conv has no 4-bit kernel, so its weights are stored
-  as per-channel int4 with a DequantizeLinear, which ONNX Runtime folds to float at load: the
-  bytes shrink, the compute stays float (recorded as a fallback).
+  as per-channel int4 with a DequantizeLinear ahead of a float Conv: the bytes shrink, the compute
+  stays float and the weights are dequantized on every run (slower than fp32 as measured; recorded
+  as a fallback).
 
 With float activations (``:act`` 32), 8-bit weights are weight-only too: ``MatMulNBits`` with
 8-bit weights for MatMul/Gemm, int8 stored weights with float compute for a Conv (a fallback).
