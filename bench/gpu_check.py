@@ -147,7 +147,8 @@ def main(argv=None) -> int:
 
     if not args.no_target:
         try:
-            from tradeoff.hardware import base, torch as torch_mod
+            from tradeoff.hardware import base
+            from tradeoff.hardware import torch as torch_mod
 
             print("\n" + check_target(base, torch_mod, torch, dev, args.small, rows))
         except Exception as e:  # noqa: BLE001
