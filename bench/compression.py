@@ -7,7 +7,8 @@ search's cost in evaluations and minutes. Latency is one ONNX Runtime CPU thread
 
     .venv/bin/python bench/compression.py                                  # all three
     .venv/bin/python bench/compression.py --models digits_cnn --budget 30
-    .venv/bin/python bench/compression.py --timm resnet18                  # a larger timm model
+    .venv/bin/python bench/compression.py --timm test_resnet               # a smaller timm model
+    .venv/bin/python bench/compression.py --act-bits 8,32                  # activation bits searched too
 
 Writes bench/results/compression.{md,png}.
 """
@@ -25,12 +26,14 @@ OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "size_mb": "mini
 BASELINES = ("fp32", "int8", "int4_weight_only", "sensitivity")
 
 
-def run_one(model: str, budget: int, finetune_steps: int, seed: int):
+def run_one(model: str, budget: int, finetune_steps: int, seed: int, act_bits: list[int] | None = None):
     import tradeoff as to
     from tradeoff.workloads import make_workload
 
-    keep = [0.5, 0.75, 1.0] if model.startswith("timm:") else [0.25, 0.5, 0.75, 1.0]
+    keep = [0.25, 0.5, 0.75, 1.0]
     opts = {"train_steps": 300} if model.startswith("timm:") else {}
+    if act_bits:
+        opts["act_bits"] = act_bits
     t0 = time.perf_counter()
     wl = make_workload("compression", model=model, bits=[4, 8, 32], keep=keep, finetune_steps=finetune_steps,
                        **opts)
@@ -64,12 +67,14 @@ def summarise(model: str, wl, front, setup_s: float, search_s: float) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | baseline | accuracy | latency ms | size MB | front dominates it |", "|---|---|---|---|---|---|"]
+    lines = ["| model | baseline | accuracy | latency ms | latency / fp32's | size MB | front dominates it |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         for n in BASELINES:
             if n in r["baselines"]:
                 m = r["baselines"][n]
-                lines.append(f"| {r['model']} | {n} | {m['accuracy']:.4f} | {m['latency_ms']:.4f} | "
+                rel = m["latency_ms"] / r["baselines"]["fp32"]["latency_ms"]
+                lines.append(f"| {r['model']} | {n} | {m['accuracy']:.4f} | {m['latency_ms']:.4f} | {rel:.2f} | "
                              f"{m['size_mb']:.4f} | {'yes' if r['dominates'][n] else 'no'} |")
     lines += ["", "| model | within | best latency ms (acc) | vs fp32 | vs int8 | best size MB (acc) | vs int8 size |",
               "|---|---|---|---|---|---|---|"]
@@ -133,9 +138,12 @@ def plot(results: list[tuple[str, object]], path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="digits_cnn,timm,mnist1d_cnn")
-    p.add_argument("--timm", default="test_resnet", help="the timm model name (trained briefly on digits)")
+    p.add_argument("--timm", default="resnet18", help="the timm model name (trained briefly on digits)")
     p.add_argument("--budget", type=int, default=40, help="search trials per model (baselines not counted)")
-    p.add_argument("--finetune-steps", type=int, default=20)
+    p.add_argument("--finetune-steps", default="20,mnist1d_cnn=100",
+                   help="recovery fine-tune steps after pruning: a default, then model=steps overrides")
+    p.add_argument("--act-bits", default="", help="e.g. 8,32: activation bits as params of their own "
+                                                    "(default: tied to the weights, W8A8/W4A32/W32A32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args(argv)
@@ -143,16 +151,25 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     models = [f"timm:{args.timm}" if m == "timm" else m for m in args.models.split(",")]
-    rows, fronts = [], []
+    steps = {"": 20}
+    for part in args.finetune_steps.split(","):
+        k, _, v = part.rpartition("=")
+        steps[k] = int(v)
+    act_bits = [int(b) for b in args.act_bits.split(",") if b] or None
+    rows, fronts, finetunes = [], [], {}
     for model in models:
         print(f"== {model}", file=sys.stderr, flush=True)
-        wl, front, setup_s, search_s = run_one(model, args.budget, args.finetune_steps, args.seed)
+        ft = steps.get(model, steps[""])
+        wl, front, setup_s, search_s = run_one(model, args.budget, ft, args.seed, act_bits)
+        finetunes[model] = ft
         rows.append(summarise(model, wl, front, setup_s, search_s))
         fronts.append((model, front))
     text = table(rows)
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    head = (f"Compression search ({args.budget} trials per model, nsga2 seeded with the baselines, fine-tune "
-            f"{args.finetune_steps} steps after pruning). Latency: ONNX Runtime CPU, 1 thread, batch 1, median; "
+    ft = ", ".join(f"{m} {n}" for m, n in finetunes.items())
+    acts = f"activation bits {act_bits} per layer" if act_bits else "activation bits tied to the weights"
+    head = (f"Compression search ({args.budget} trials per model, nsga2 seeded with the baselines, {acts}, "
+            f"recovery fine-tune steps after pruning: {ft}). Latency: ONNX Runtime CPU, 1 thread, batch 1, median; "
             f"load average per core at the end {load:.1f} (other work shares this machine: latencies are noisy).\n")
     print(head)
     print(text)

@@ -66,6 +66,55 @@ def test_quant_space_materializes_with_ort_tooling(digits):
         quant_space(fp32, (3, 8))
 
 
+def _feeds(graph, op):
+    """Ops whose outputs feed the first input of each ``op`` node (what its activation comes through)."""
+    made = {o: n.op_type for n in graph.node for o in n.output}
+    return {made.get(n.input[0], "graph input") for n in graph.node if n.op_type == op}
+
+
+def test_activation_bits_apart_from_weight_bits(digits):
+    model, d = digits
+    fp32 = export_onnx(model, (torch.from_numpy(d["x"][:1]),))
+    space = quant_space(fp32, (4, 8, 32), act_bits=(8, 32))
+    assert space.names[:2] == ["0.0", "0.0:act"] and space.uniform(8)["5:act"] == 8 and space.uniform(4)["5:act"] == 32
+    calib = d["x"][:64]
+    # W8A32 everywhere: 8-bit weights, float activations -- no QuantizeLinear anywhere in the graph
+    blob, rec = quantize(fp32, space.uniform(8, act=32), space.nodes, calib)
+    g = onnx.load_model_from_string(blob).graph
+    assert "QuantizeLinear" not in _ops(blob) and rec["n_int8_weight_only"] == 5 and rec["n_act_int8"] == 0
+    nbits = [n for n in g.node if n.op_type == "MatMulNBits"]
+    assert [a.i for n in nbits for a in n.attribute if a.name == "bits"] == [8]
+    assert rec["runs"]["5"].startswith("int8 (MatMulNBits") and "fp32 activations" in rec["runs"]["5"]
+    assert _feeds(g, "MatMulNBits") == {"Flatten"}   # its activation arrives in float, straight from Flatten
+    assert "fallback" in rec["runs"]["0.0"] and len(blob) < len(fp32) * 0.5
+    # mixed: the classifier W8A8 (a QDQ pair on its activation), the first conv W8A32 (none)
+    mixed = {**space.uniform(32), "5": 8, "5:act": 8, "0.0": 8, "0.0:act": 32}
+    blob, rec = quantize(fp32, mixed, space.nodes, calib)
+    g = onnx.load_model_from_string(blob).graph
+    conv0 = next(n for n in g.node if n.name == space.nodes["0.0"])
+    assert conv0.input[0] == g.input[0].name and rec["n_int8"] == 1 and rec["n_int8_weight_only"] == 1
+    assert "DequantizeLinear" in _feeds(g, "Gemm") | _feeds(g, "MatMul")
+    # combinations without a kernel run as the nearest that has one, and say so
+    blob, rec = quantize(fp32, {**space.uniform(32), "1.pw.0:act": 8, "5": 4, "5:act": 8}, space.nodes, calib)
+    assert "W32A8 has no kernel" in rec["runs"]["1.pw.0"] and "QuantizeLinear" not in _ops(blob)
+    assert "W4A8 has no kernel" in rec["runs"]["5"] and rec["n_fallback"] == 2 and rec["n_int4"] == 1
+    with pytest.raises(ValueError, match="act_bits"):
+        quant_space(fp32, (8, 32), act_bits=(4, 32))
+
+
+def test_int8_regions_stay_int8_between_layers(digits):
+    model, d = digits
+    fp32 = export_onnx(model, (torch.from_numpy(d["x"][:1]),))
+    space = quant_space(fp32, (8, 32))
+    g = onnx.load_model_from_string(quantize(fp32, space.uniform(8), space.nodes, d["x"][:64])[0]).graph
+    assert _feeds(g, "QuantizeLinear") >= {"Add", "GlobalAveragePool"}   # the glue ops stay int8 (Relus fold away)
+    # the first conv in float: the Relu right after it has a float neighbour, so it stays float
+    g = onnx.load_model_from_string(quantize(fp32, {**space.uniform(8), "0.0": 32}, space.nodes, d["x"][:64])[0]).graph
+    conv0 = next(n for n in g.node if n.name == space.nodes["0.0"])
+    assert {n.op_type for n in g.node if conv0.output[0] in n.input} == {"Relu"}   # not a QuantizeLinear
+    assert "GlobalAveragePool" in _feeds(g, "QuantizeLinear")   # the region further on stays int8
+
+
 def test_prune_space_is_dependency_aware_and_refuses_empty_layers(digits):
     model, d = digits
     x = torch.from_numpy(d["x"][:2])

@@ -34,13 +34,15 @@ def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib
                 finetune: tuple[np.ndarray, np.ndarray] | None = None, finetune_steps: int = 0,
                 name: str = "compression", split: str = "held-out (given as val)", baselines: bool = True,
                 size_budget: float = 0.75, sensitivity_data: tuple[np.ndarray, np.ndarray] | None = None,
-                info: Mapping[str, Any] | None = None) -> Workload:
+                info: Mapping[str, Any] | None = None, act_bits: Sequence[int] | None = None) -> Workload:
     """A workload over per-layer ``bits`` (quant.*) and/or per-group ``keep`` ratios (prune.*).
 
     ``val``: (inputs, labels) the deployed model is scored on; ``calib``: inputs for int8
     activation ranges (default: the fine-tune inputs, else ``val``'s); ``finetune``: (inputs,
     labels) for a recovery fine-tune of ``finetune_steps`` after pruning; ``sensitivity_data``:
-    (inputs, labels) for the sensitivity baseline's Fisher traces (default: ``finetune``, else ``val``).
+    (inputs, labels) for the sensitivity baseline's Fisher traces (default: ``finetune``, else ``val``);
+    ``act_bits``: activation bit-widths per layer (8, 32) as params of their own (``<layer>:act``);
+    without it activations follow the weights (W8A8, W4A32, W32A32).
     """
     from ..evaluators.accuracy import Accuracy
     from ..hardware.base import TargetError, export_onnx
@@ -66,7 +68,7 @@ def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib
             fp32 = export_onnx(model, example_inputs)
         except TargetError as e:
             raise ValueError(f"model: {e}") from None
-        qspace = quant_space(fp32, bits)
+        qspace = quant_space(fp32, bits, act_bits)
     if keep:
         pspace = prune_space(model, example_inputs, keep)
     space = Space.join(quant=qspace, prune=pspace) if qspace and pspace else (qspace or pspace)
@@ -113,17 +115,20 @@ def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib
         labelled = sensitivity_data or finetune or (x_val, y_val)
         named = compression_baselines(space, qspace, pspace, joint, model, labelled, size_budget)
     wl_info = {"val_split": split, "val_n": int(len(y_val)), "calib": f"{len(calib)} samples ({calib_src})",
-               "finetune_steps": int(finetune_steps), "quant_layers": list(qspace.names) if qspace else [],
+               "finetune_steps": int(finetune_steps), "quant_layers": list(qspace.nodes) if qspace else [],
                "prune_groups": dict(pspace.channels) if pspace else {}, "bits": list(qspace.bits) if qspace else [],
+               "act_bits": list(qspace.act_bits) if qspace and qspace.act_bits else "tied to weights",
                "keep": list(pspace.keep) if pspace else [], "kernels": KERNELS, **dict(info or {})}
     return Workload(name, space, evaluate, metrics={"accuracy": "maximize"},
                     default_objectives={"accuracy": "maximize", "latency_ms": "minimize"}, info=wl_info,
                     materialize=materialize, evaluators=evaluators, baselines=named)
 
 
-KERNELS = {32: "fp32", 16: "fp32 (fallback: no 16-bit integer kernel in ONNX Runtime CPU)",
-           8: "int8 QDQ: per-channel weights, int8 activations",
-           4: "weight-only: MatMulNBits for Gemm/MatMul; Conv keeps int4 weights, fp32 compute (fallback)"}
+KERNELS = {"W32A32": "fp32", "W16": "fp32 (fallback: no 16-bit integer kernel in ONNX Runtime CPU)",
+           "W8A8": "int8 QDQ: per-channel weights, int8 activations (static calibration)",
+           "W8A32": "weight-only: MatMulNBits 8-bit for Gemm/MatMul; Conv keeps int8 weights, fp32 compute (fallback)",
+           "W4A32": "weight-only: MatMulNBits for Gemm/MatMul; Conv keeps int4 weights, fp32 compute (fallback)",
+           "W4A8": "no kernel: runs W4A32 (fallback)", "W32A8": "no kernel: runs W32A32 (fallback)"}
 
 
 def record_metrics(artifact, context=None) -> dict[str, float]:
@@ -172,8 +177,9 @@ def compression_baselines(space, qspace, pspace, joint, model, labelled, size_bu
     """fp32, int8, int4 weight-only and the sensitivity allocation, as configs of ``space``."""
     def full(q: Config | None) -> Config:
         if joint:
+            q = qspace.with_acts(q)
             return {**{f"quant.{k}": v for k, v in q.items()}, **{f"prune.{k}": 1.0 for k in pspace.names}}
-        return q if qspace else pspace.full()
+        return qspace.with_acts(q) if qspace else pspace.full()
 
     out: dict[str, Config] = {}
     if qspace is None:
@@ -187,7 +193,7 @@ def compression_baselines(space, qspace, pspace, joint, model, labelled, size_bu
     if 4 in qspace.bits and 8 in qspace.bits:
         from .sensitivity import sensitivity_bits
 
-        alloc = sensitivity_bits(model, list(qspace.names), labelled, [b for b in qspace.bits if b != 16],
+        alloc = sensitivity_bits(model, list(qspace.nodes), labelled, [b for b in qspace.bits if b != 16],
                                  size_budget=size_budget)
         out["sensitivity"] = full(alloc)
     return {k: space.validate(v) for k, v in out.items()}
@@ -196,7 +202,8 @@ def compression_baselines(space, qspace, pspace, joint, model, labelled, size_bu
 @register_workload("compression")
 def make_compression(model: str = "digits_cnn", bits: Sequence[int] | None = (4, 8, 32),
                      keep: Sequence[float] | None = None, finetune_steps: int = 0, train_steps: int | None = None,
-                     pretrained: bool = False, size_budget: float = 0.75, seed: int = 0) -> Workload:
+                     pretrained: bool = False, size_budget: float = 0.75, seed: int = 0,
+                     act_bits: Sequence[int] | None = None) -> Workload:
     """A built-in model (``digits_cnn``, ``mnist1d_cnn``, ``timm:<name>``) or ``python: module:function``
     returning a ``TrainedModel`` (or a dict with model, example_inputs, val, and optionally train, calib)."""
     from .models import TrainedModel, load_model
@@ -213,4 +220,4 @@ def make_compression(model: str = "digits_cnn", bits: Sequence[int] | None = (4,
     return compression(tm.model, tm.example_inputs, tm.val, tm.calib, bits=bits, keep=keep,
                        finetune=tm.train if finetune_steps else None, finetune_steps=finetune_steps,
                        name=f"compression:{model}", split=tm.info.get("split", "held-out"),
-                       size_budget=size_budget, sensitivity_data=tm.train, info=tm.info)
+                       size_budget=size_budget, sensitivity_data=tm.train, info=tm.info, act_bits=act_bits)
