@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import tradeoff as to
 from tradeoff.evaluators.complexity import count_graph
 from tradeoff.hardware.base import export_onnx
 from tradeoff.spaces.space import SpaceError
@@ -54,7 +55,7 @@ def test_bn_recalibration_rescues_the_smallest_subnet(sup):
 
 
 def test_joint_workload_ignores_absent_slots_and_refuses_bad_input(sup):
-    wl = make_workload("supernet", train_steps=STEPS, bits=[8, 32], keep=[0.5, 1.0], finetune_steps=2)
+    wl = to.supernet(train_steps=STEPS, bits=[8, 32], keep=[0.5, 1.0], finetune_steps=2)
     assert {n.split(".")[0] for n in wl.space.names} == {"arch", "quant", "prune"}
     cfg = dict(wl.baselines["smallest"], **{"prune.s0b0": 0.5, "quant.s0b0": 8, "prune.s2b2": 0.5})
     out = wl.evaluate(cfg)

@@ -176,7 +176,7 @@ def _quantize(blob: bytes, bits: Mapping[str, int], calib: np.ndarray) -> tuple[
 
 
 @register_workload("supernet")
-def make_supernet(bits: Sequence[int] | None = None, keep: Sequence[float] | None = None, finetune_steps: int = 0,
+def supernet(bits: Sequence[int] | None = None, keep: Sequence[float] | None = None, finetune_steps: int = 0,
                   train_steps: int = 400, seed: int = 0) -> Workload:
     """The digits supernet (trained once, cached): arch search, or joint with ``bits`` and/or ``keep``."""
     if int(train_steps) < 1:
