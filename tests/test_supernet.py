@@ -11,7 +11,7 @@ from tradeoff.spaces.space import SpaceError
 from tradeoff.workloads import make_workload
 from tradeoff.workloads.supernet import SPEC, active_slots, extreme, load_supernet
 
-STEPS = 60   # what the shipped-recipe test trains with, so the session trains the supernet once
+STEPS = 30   # what the shipped-recipe test trains with, so the session trains the supernet once
 
 
 @pytest.fixture(scope="module")
