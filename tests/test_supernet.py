@@ -54,7 +54,7 @@ def test_bn_recalibration_rescues_the_smallest_subnet(sup):
     assert recal > raw and recal > 0.3
 
 
-def test_joint_workload_ignores_absent_slots_and_refuses_bad_input(sup):
+def test_joint_workload_ignores_absent_slots_and_refuses_bad_input(sup, tmp_path, monkeypatch):
     wl = to.supernet(train_steps=STEPS, bits=[8, 32], keep=[0.5, 1.0], finetune_steps=2)
     assert {n.split(".")[0] for n in wl.space.names} == {"arch", "quant", "prune"}
     cfg = dict(wl.baselines["smallest"], **{"prune.s0b0": 0.5, "quant.s0b0": 8, "prune.s2b2": 0.5})
@@ -65,6 +65,10 @@ def test_joint_workload_ignores_absent_slots_and_refuses_bad_input(sup):
         wl.space.validate(dict(cfg, **{"arch.s1b0.kernel": 7}))
     with pytest.raises(ValueError, match="keep: 0.01 leaves 0 of the"):
         make_workload("supernet", train_steps=STEPS, keep=[0.01, 1.0])
+    with monkeypatch.context() as m, pytest.raises(ValueError, match=r"bits: \[3\] not supported"):
+        m.setenv("TRADEOFF_MODELS", str(tmp_path / "models"))
+        make_workload("supernet", train_steps=STEPS + 1, bits=[3, 8])
+    assert not (tmp_path / "models").exists()   # refused before any training
     arch = make_workload("supernet", train_steps=STEPS)
     assert set(arch.space.names) == set(extreme("max")) and len(SPEC["resolutions"]) == 3
     assert np.isfinite(arch.evaluate(arch.baselines["largest"])["accuracy"])

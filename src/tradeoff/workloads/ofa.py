@@ -27,21 +27,16 @@ def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]
                       info: Mapping[str, Any] | None = None) -> Workload:
     """Arch params (``arch.*`` when joint) and optionally ``quant.<slot>`` bits and ``prune.<slot>`` keeps."""
     from ..evaluators.accuracy import Accuracy
-    from ..spaces.prune import PruneSpace
-    from ..spaces.quant import QuantSpace
 
     if int(finetune_steps) < 0:
         raise ValueError(f"finetune_steps: {finetune_steps} is negative; allowed: 0 or more steps")
     spec = sup.spec
     arch = sup.space
     parts: dict[str, Space] = {"arch": arch}
-    qspace = pspace = None
-    if bits:
-        qspace = QuantSpace({s: s for s in ["stem", *slots(spec), "head"]}, bits)
+    qspace, pspace = slot_spaces(spec, bits, keep)
+    if qspace is not None:
         parts["quant"] = Space({s: Bits(list(qspace.bits)) for s in qspace.names})
-    if keep:
-        narrowest = {s: cin * min(spec["expands"]) for s, cin in _hidden_in(spec).items()}
-        pspace = PruneSpace(narrowest, keep)   # refuses a ratio that leaves a block no channels
+    if pspace is not None:
         parts["prune"] = pspace
     joint = len(parts) > 1
     space = Space.join(parts) if joint else arch
@@ -115,10 +110,16 @@ def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]
                     baselines={k: space.validate(v) for k, v in baselines.items()})
 
 
-def _hidden_in(spec) -> dict[str, int]:
+def slot_spaces(spec, bits: Sequence[int] | None, keep: Sequence[float] | None):
+    """Bits per slot (stem, blocks, head) and keep per block slot; refuses bits outside 4/8/16/32 and
+    a keep ratio that leaves the narrowest block (smallest expand ratio) no hidden channel."""
+    from ..spaces.prune import PruneSpace
+    from ..spaces.quant import QuantSpace
     from .supernet import _blocks
 
-    return {slot: cin for slot, cin, _, _ in _blocks(spec)}
+    qspace = QuantSpace({s: s for s in ["stem", *slots(spec), "head"]}, bits) if bits else None
+    narrowest = {slot: cin * min(spec["expands"]) for slot, cin, _, _ in _blocks(spec)}
+    return qspace, (PruneSpace(narrowest, keep) if keep else None)
 
 
 def _full(arch: Config, qspace, pspace, joint: bool, bits: int | None = None) -> Config:
@@ -181,6 +182,7 @@ def supernet(bits: Sequence[int] | None = None, keep: Sequence[float] | None = N
     """The digits supernet (trained once, cached): arch search, or joint with ``bits`` and/or ``keep``."""
     if int(train_steps) < 1:
         raise ValueError(f"train_steps: {train_steps}; allowed: 1 or more sandwich steps")
+    slot_spaces(SPEC, bits, keep)   # bad bits or keep are refused before any training
     sup, info = load_supernet(int(train_steps), seed, SPEC)
     data = info.pop("data")
     return supernet_workload(sup, data, bits, keep, finetune_steps, name="supernet:digits", info=info)
