@@ -20,6 +20,7 @@ _EXPORTS = {
     "Workload": ".workloads", "make_workload": ".workloads", "Artifact": ".hardware.base",
     "make_target": ".hardware.base", "TrialState": ".core.trial", "compression": ".workloads.compression",
     "caching": ".workloads.caching", "cached": ".spaces.cache_hooks",
+    "supernet": ".workloads.ofa", "supernet_workload": ".workloads.ofa", "load_supernet": ".workloads.supernet",
 }
 __all__ = sorted(_EXPORTS)
 
