@@ -32,7 +32,8 @@ class Workload:
     baselines: dict[str, Config] = field(default_factory=dict)
 
 
-WORKLOADS = Registry("workload", __name__, ["caching", "compression", "convnets", "function", "nasbench_graph",
+WORKLOADS = Registry("workload", __name__, ["caching", "compression", "convnets", "function", "model_family",
+                                          "nasbench_graph",
                                           "problems", "table"])
 register_workload = WORKLOADS.register
 
