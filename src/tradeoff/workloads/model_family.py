@@ -85,13 +85,12 @@ def check_models(models: Mapping[str, Mapping[str, Any]], x: np.ndarray, batch: 
     import timm
     import torch
 
-    known = set(timm.list_models())
     seconds: dict[str, float] = {}
     for m, args in models.items():
         if not isinstance(args, Mapping):
             raise ValueError(f"models.{m}: give a mapping of constructor arguments (a list is a choice), "
                              f"got {type(args).__name__}")
-        if m not in known:
+        if not timm.is_model(m):
             raise ValueError(f"models.{m}: not a timm model name; allowed: any of timm.list_models(), "
                              f"e.g. {', '.join(DEFAULT_MODELS)}")
         for a, v in args.items():
