@@ -14,8 +14,9 @@ best seen at that rung stops there: it is kept as a feasible trial whose ``accur
 the model it reached (``early_stopped`` 1, ``train_steps`` the rung), so the front stays honest
 and a predictor still learns from it. ``accuracy`` itself is scored on the exported ONNX bytes by
 an ONNX Runtime session; the recipe's targets add latency and size on the same bytes. Trained
-weights are cached on disk by model, kwargs, ladder, seed and data split, so a resumed or repeated
-search never trains a candidate twice.
+weights are cached on disk by model, kwargs, ladder, ``early_stop``, seed and data split, so a resumed
+or repeated search never trains a candidate twice (a candidate stopped early stays stopped at its rung
+for that key; early stopping depends on the order candidates came in).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from . import Workload, register_workload
 DEFAULT_MODELS: dict[str, dict[str, Any]] = {
     "test_resnet": {"drop_rate": [0.0, 0.2]},
     "test_efficientnet": {"drop_rate": [0.0, 0.2]},
-    "test_vit": {"img_size": 16, "patch_size": [4, 8], "depth": [1, 2]},
+    "test_vit": {"img_size": 16, "patch_size": [4, 8], "depth": [1, 2], "embed_dim": [32, 64]},
 }
 
 
@@ -179,7 +180,8 @@ def timm_family(models: Mapping[str, Mapping[str, Any]] | None = None, steps: Se
 
     def trained(name: str, kw: dict[str, Any]):
         """The candidate trained under the ladder, from the on-disk cache when it was trained before."""
-        key = {"name": f"timm_family:{name}", "kwargs": kw, "ladder": ladder, "seed": int(seed), "lr": lr,
+        key = {"name": f"timm_family:{name}", "kwargs": kw, "ladder": ladder, "early_stop": early_stop,
+               "seed": int(seed), "lr": lr,
                "batch": int(batch), "split": data["split"], "torch": version}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
         path = models_dir() / f"timm_family-{name}-{digest}.pt"
