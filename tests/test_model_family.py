@@ -86,3 +86,15 @@ def test_early_stop_marks_candidates_far_below_the_best_at_a_rung(models_dir):
         stopped += m["early_stopped"]
         best = max(best, m["accuracy_at_8"])
     assert np.isfinite(best) and stopped >= 1
+
+
+def test_auto_takes_the_workloads_declared_cost_and_says_why(models_dir):
+    import tradeoff as to
+
+    wl = to.timm_family(models={"test_resnet": {"drop_rate": [0.0, 0.2]}}, steps=[2, 4])
+    declared = wl.info["seconds_per_trial"]
+    alg = to.make_algorithm("auto", threshold_s=declared / 2, batch_size=2)   # this workload counts as expensive
+    front = to.search(wl, {"accuracy": "maximize", "params": "minimize"}, budget=2, algorithm=alg, tracking=None)
+    assert alg.decision["algorithm"] == "predictive"
+    assert "declared by the workload" in alg.decision["why"] and f"{declared:.3g} s per trial" in alg.decision["why"]
+    assert len(front.trials) == 2 and all(t.ok for t in front.trials)

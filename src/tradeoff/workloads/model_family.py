@@ -252,7 +252,7 @@ def timm_family(models: Mapping[str, Mapping[str, Any]] | None = None, steps: Se
     per_trial = float(np.median(list(step_s.values()))) * ladder[-1]
     info = {"models": {m: dict(a) for m, a in models.items()}, "steps": ladder, "early_stop": early_stop,
             "val_split": data["split"], "val_n": int(len(yv)), "train_n": int(len(y)),
-            "seconds_per_trial": round(per_trial, 4),
+            "seconds_per_trial": float(f"{per_trial:.4g}"),
             "seconds_per_trial_how": f"one training step per model at batch {batch}, median, x {ladder[-1]} steps"}
     return Workload("timm_family", space, evaluate, metrics={"accuracy": "maximize"},
                     default_objectives={"accuracy": "maximize", "latency_ms": "minimize"}, info=info,
