@@ -19,7 +19,7 @@ _EXPORTS = {
     "algorithm_names": ".engine.algorithms.base",
     "Workload": ".workloads", "make_workload": ".workloads", "Artifact": ".hardware.base",
     "make_target": ".hardware.base", "TrialState": ".core.trial", "compression": ".workloads.compression",
-    "caching": ".workloads.caching", "cached": ".spaces.cache_hooks",
+    "caching": ".workloads.caching", "timm_family": ".workloads.model_family", "cached": ".spaces.cache_hooks",
     "supernet": ".workloads.ofa", "supernet_workload": ".workloads.ofa", "load_supernet": ".workloads.supernet",
 }
 __all__ = sorted(_EXPORTS)

@@ -32,7 +32,8 @@ class Workload:
     baselines: dict[str, Config] = field(default_factory=dict)
 
 
-WORKLOADS = Registry("workload", __name__, ["caching", "compression", "convnets", "function", "nasbench_graph", "ofa",
+WORKLOADS = Registry("workload", __name__, ["caching", "compression", "convnets", "function", "model_family",
+                                          "nasbench_graph", "ofa",
                                           "problems", "table"])
 register_workload = WORKLOADS.register
 
