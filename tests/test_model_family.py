@@ -33,6 +33,12 @@ def test_space_flattens_choices_and_ignores_the_unchosen_models_arguments():
     assert space.names == ["model", "test_resnet.drop_rate", "test_vit.patch_size"]  # fixed args are not searched
     config = {"model": "test_vit", "test_resnet.drop_rate": 0.2, "test_vit.patch_size": 8}
     assert ctor_kwargs(MODELS, config) == ("test_vit", {"img_size": 16, "patch_size": 8, "depth": 1})
+    # only canonical configs exist: one per model and choice of its own arguments, so a search
+    # never evaluates one model twice under two values of another model's argument
+    assert space.n_configs == len(MODELS["test_resnet"]["drop_rate"]) + len(MODELS["test_vit"]["patch_size"])
+    snapped = space.nearest_row({"model": "test_vit", "test_resnet.drop_rate": 0.2, "test_vit.patch_size": 8})
+    assert snapped["test_resnet.drop_rate"] == space["test_resnet.drop_rate"].default()
+    assert snapped["test_vit.patch_size"] == 8
 
 
 def test_ladder_stops_at_the_first_rung_when_told():

@@ -22,6 +22,7 @@ for that key; early stopping depends on the order candidates came in).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -42,6 +43,9 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
+MAX_ROWS = 100_000   # beyond this many canonical configs the space stays a plain cross product
+
+
 def _choices(v: Any) -> list:
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
@@ -53,7 +57,19 @@ def family_space(models: Mapping[str, Mapping[str, Any]]) -> Space:
         for a, v in args.items():
             if len(_choices(v)) > 1:
                 params[f"{m}.{a}"] = Choice(_choices(v))
-    return Space(params)
+    space = Space(params)
+    # the arguments of the models not chosen change nothing: only canonical configs (those arguments
+    # at their first choice) exist, so a search never asks for the same model twice under two names
+    rows: list[Config] = []
+    for m, args in models.items():
+        free = [(f"{m}.{a}", _choices(v)) for a, v in args.items() if len(_choices(v)) > 1]
+        for combo in itertools.product(*(c for _, c in free)):
+            row = {**space.default(), "model": m}
+            row.update({k: c for (k, _), c in zip(free, combo, strict=True)})
+            rows.append(row)
+            if len(rows) > MAX_ROWS:
+                return space
+    return space.with_rows(rows)
 
 
 def ctor_kwargs(models: Mapping[str, Mapping[str, Any]], config: Config) -> tuple[str, dict[str, Any]]:
