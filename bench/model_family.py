@@ -1,12 +1,12 @@
 """Model-family figure: accuracy against ORT CPU latency across timm families, each candidate trained
-under a step-budget ladder (25/50/100 steps) with early stop, searched by ``algorithm: auto``.
+under a step-budget ladder (25/50/100 steps), optionally stopped early, searched by ``algorithm: auto``.
 
 Prints which algorithm ``auto`` picked and why, the trials per family (early-stopped, failed), the
 front, and the training seconds spent against training every candidate to the top rung. Latency is
 one ONNX Runtime CPU thread, batch 1, median; on a shared machine read the ratios, not the digits.
 
     .venv/bin/python bench/model_family.py                 # 24 trials, a few minutes on one thread
-    .venv/bin/python bench/model_family.py --budget 40
+    .venv/bin/python bench/model_family.py --early-stop 0.5   # stop the ones far behind at a rung
 
 Writes bench/results/model_family.{md,png}.
 """
@@ -28,6 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--early-stop", type=float, default=None,
+                    help="stop a candidate below this fraction of the best accuracy at a rung (default: never)")
     args = ap.parse_args()
 
     import torch
@@ -35,7 +37,7 @@ def main() -> None:
     import tradeoff as to
 
     torch.set_num_threads(1)
-    wl = to.timm_family(models=MODELS, steps=STEPS, early_stop=0.5)
+    wl = to.timm_family(models=MODELS, steps=STEPS, early_stop=args.early_stop)
     alg = to.make_algorithm("auto")
     t0 = time.perf_counter()
     front = to.search(wl, {"accuracy": "maximize", "latency_ms": "minimize"},
@@ -46,7 +48,7 @@ def main() -> None:
     members = {t.number for t in front.members}
     lines = [f"auto picked **{alg.decision['algorithm']}**: {alg.decision['why']}", "",
              f"{len(front.trials)} trials, {len(front.failed)} failed, search {search_s / 60:.1f} min "
-             f"(one CPU thread, shared machine)", "",
+             f"(one CPU thread, shared machine); early stop {args.early_stop}", "",
              "| trial | model | ctor args | accuracy (ONNX) | latency ms | train steps | early stopped | on front |",
              "|---|---|---|---|---|---|---|---|"]
     for t in ok:

@@ -158,7 +158,7 @@ def _train_ladder(model, x, y, xv, yv, ladder: Sequence[int], seed: int, lr: flo
 
 @register_workload("timm_family")
 def timm_family(models: Mapping[str, Mapping[str, Any]] | None = None, steps: Sequence[int] | int = (25, 50, 100),
-                early_stop: float | None = 0.5, hw: int = 16, lr: float = 3e-3, batch: int = 64,
+                early_stop: float | None = None, hw: int = 16, lr: float = 3e-3, batch: int = 64,
                 seed: int = 0) -> Workload:
     """Search timm model names and their constructor arguments, each trained under a step budget.
 
