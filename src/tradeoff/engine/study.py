@@ -230,6 +230,7 @@ class Study:
                                         f"{len(self.cache)} distinct configs")
                     self.progress.note(f"stopping: {self.stop_reason}")
                     break
+                self._record_choice()  # a choice made on asking (a declared cost) is said before the batch runs
                 new = self._evaluate_new(configs, t0)
                 told = [self.cache[self.space.key(c)] for c in configs]
                 self.algorithm.tell(configs, self._values(told), self._violations(told))
