@@ -32,6 +32,19 @@ class Workload:
     baselines: dict[str, Config] = field(default_factory=dict)
 
 
+def evaluate_on_artifact(materialize: Callable[[Config], Any], evaluators: list) -> Callable[[Config], dict[str, float]]:
+    """``evaluate(config)`` of a model workload: build its artifact once, then run each evaluator on it."""
+
+    def evaluate(config: Config) -> dict[str, float]:
+        art = materialize(config)
+        out: dict[str, float] = {}
+        for ev in evaluators:
+            out.update(ev(art, {"config": config}))
+        return out
+
+    return evaluate
+
+
 WORKLOADS = Registry("workload", __name__, ["caching", "compression", "convnets", "function", "model_family",
                                           "nasbench_graph", "ofa",
                                           "problems", "table"])

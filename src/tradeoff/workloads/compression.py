@@ -12,7 +12,6 @@ QDQ with per-channel weights); ``int4_weight_only`` (every layer, where 4 is amo
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..spaces.space import Config, Space
-from . import Workload, register_workload
+from . import Workload, evaluate_on_artifact, register_workload
 
 PRUNED_CACHE = 8   # pruned + fine-tuned models kept, so a joint search re-quantizes without re-training
 
@@ -103,12 +102,7 @@ def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib
     acc = Accuracy(x_val, y_val, split=split)
     evaluators = [acc, record_metrics]
 
-    def evaluate(config: Config) -> dict[str, float]:
-        art = materialize(config)
-        out: dict[str, float] = {}
-        for ev in evaluators:
-            out.update(ev(art, {"config": config}))
-        return out
+    evaluate = evaluate_on_artifact(materialize, evaluators)
 
     named: dict[str, Config] = {}
     if baselines:
@@ -152,21 +146,10 @@ def _pruned(model, example_inputs, p, pspace, cache, finetune, steps):
     record: dict[str, Any] = {"params_kept": rec["params_after"] / max(1, rec["params_before"]),
                               "finetune_steps": 0}
     if finetune is not None and steps > 0:
-        import torch
+        from .models import recovery_finetune
 
-        from .models import train
-
-        t0 = time.perf_counter()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                net = train(net, np.ascontiguousarray(finetune[0], dtype=np.float32), np.asarray(finetune[1]),
-                            steps, lr=1e-3, seed=int(key[:8], 16) % 2**31)
-        finally:
-            torch.set_num_threads(threads)
-        record.update(finetune_steps=steps, finetune_s=time.perf_counter() - t0)
+        net, cost = recovery_finetune(net, finetune[0], finetune[1], steps, seed=int(key[:8], 16) % 2**31)
+        record.update(cost)
     cache[key] = (net, record)
     while len(cache) > PRUNED_CACHE:
         cache.popitem(last=False)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..spaces.params import Choice
 from ..spaces.space import Config, Space
-from . import Workload, register_workload
+from . import Workload, evaluate_on_artifact, register_workload
 
 # trains in seconds per candidate on one CPU thread, on digits at 16x16
 DEFAULT_MODELS: dict[str, dict[str, Any]] = {
@@ -257,12 +257,7 @@ def timm_family(models: Mapping[str, Mapping[str, Any]] | None = None, steps: Se
     acc = Accuracy(xv, yv, split=data["split"])
     evaluators = [acc, record_metrics]
 
-    def evaluate(config: Config) -> dict[str, float]:
-        art = materialize(config)
-        out: dict[str, float] = {}
-        for ev in evaluators:
-            out.update(ev(art, {"config": config}))
-        return out
+    evaluate = evaluate_on_artifact(materialize, evaluators)
 
     # the cost of a trial as the predictor loop sees it: one step of the median model times the full budget
     per_trial = float(np.median(list(step_s.values()))) * ladder[-1]

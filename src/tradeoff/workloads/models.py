@@ -145,6 +145,25 @@ def train(model, x: np.ndarray, y: np.ndarray, steps: int, lr: float = 3e-3, bat
     return model.eval()
 
 
+def recovery_finetune(model, x: np.ndarray, y: np.ndarray, steps: int, seed: int = 0,
+                      lr: float = 1e-3) -> tuple[Any, dict[str, float]]:
+    """A pruned model's short recovery fine-tune on one thread, isolated from the caller's RNG; its cost recorded."""
+    import time
+
+    import torch
+
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = train(model, np.ascontiguousarray(x, dtype=np.float32), np.asarray(y), steps, lr=lr, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+    return model, {"finetune_steps": int(steps), "finetune_s": time.perf_counter() - t0}
+
+
 def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     import torch
 

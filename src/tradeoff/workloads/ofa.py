@@ -18,7 +18,7 @@ import numpy as np
 
 from ..spaces.params import Bits
 from ..spaces.space import Config, Space
-from . import Workload, register_workload
+from . import Workload, evaluate_on_artifact, register_workload
 from .supernet import SPEC, Supernet, active_slots, extreme, load_supernet, slots
 
 
@@ -27,6 +27,7 @@ def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]
                       info: Mapping[str, Any] | None = None) -> Workload:
     """Arch params (``arch.*`` when joint) and optionally ``quant.<slot>`` bits and ``prune.<slot>`` keeps."""
     from ..evaluators.accuracy import Accuracy
+    from .compression import record_metrics
 
     if int(finetune_steps) < 0:
         raise ValueError(f"finetune_steps: {finetune_steps} is negative; allowed: 0 or more steps")
@@ -85,18 +86,9 @@ def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]
     def accuracy(artifact, context=None) -> dict[str, float]:
         return accs[artifact.meta["resolution"]](artifact, context)
 
-    def record_metrics(artifact, context=None) -> dict[str, float]:
-        rec = artifact.meta.get("compression", {})
-        return {k: float(v) for k, v in rec.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
     evaluators = [accuracy, record_metrics]
 
-    def evaluate(config: Config) -> dict[str, float]:
-        art = materialize(config)
-        out: dict[str, float] = {}
-        for ev in evaluators:
-            out.update(ev(art, {"config": config}))
-        return out
+    evaluate = evaluate_on_artifact(materialize, evaluators)
 
     baselines = {"largest": _full(extreme("max", spec), qspace, pspace, joint),
                  "smallest": _full(extreme("min", spec), qspace, pspace, joint)}
@@ -135,10 +127,8 @@ def _full(arch: Config, qspace, pspace, joint: bool, bits: int | None = None) ->
 
 def _prune(net, example, keep: dict[str, float], d, steps: int):
     """Each active block's hidden channels pruned to its keep ratio (torch-pruning), then fine-tuned."""
-    import torch
-
     from ..spaces.prune import PruneSpace, prune
-    from .models import train
+    from .models import recovery_finetune
 
     # torch-pruning roots a block's hidden-channel group at its depthwise conv
     todo = {f"{s}.dw": k for s, k in keep.items() if k < 1.0}
@@ -149,16 +139,8 @@ def _prune(net, example, keep: dict[str, float], d, steps: int):
     net, rec = prune(net, example, todo, space)
     out: dict[str, Any] = {"params_kept": rec["params_after"] / max(1, rec["params_before"]), "finetune_steps": 0}
     if steps > 0:
-        t0 = time.perf_counter()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                net = train(net, d["x"], d["y"], steps, lr=1e-3, seed=0)
-        finally:
-            torch.set_num_threads(threads)
-        out.update(finetune_steps=steps, finetune_s=time.perf_counter() - t0)
+        net, cost = recovery_finetune(net, d["x"], d["y"], steps, seed=0)
+        out.update(cost)
     return net, out
 
 
