@@ -26,7 +26,15 @@ OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "size_mb": "mini
 BASELINES = ("fp32", "int8", "int4_weight_only", "sensitivity")
 
 
-def run_one(model: str, budget: int, finetune_steps: int, seed: int, act_bits: list[int] | None = None):
+def uniform_seeds(wl, keeps=(0.75, 0.5)) -> list[dict]:
+    """The obvious plans a user would try first: one keep ratio for every group, every layer W8A8."""
+    quant = [k for k in wl.space.names if k.startswith("quant.") and not k.endswith(":act")]
+    prune = [k for k in wl.space.names if k.startswith("prune.")]
+    return [{**wl.baselines["int8"], **{q: 8 for q in quant}, **{g: float(k) for g in prune}} for k in keeps]
+
+
+def run_one(model: str, budget: int, finetune_steps: int, seed: int, act_bits: list[int] | None = None,
+            seed_uniform: bool = False):
     import tradeoff as to
     from tradeoff.workloads import make_workload
 
@@ -39,8 +47,9 @@ def run_one(model: str, budget: int, finetune_steps: int, seed: int, act_bits: l
                        **opts)
     setup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    initial = [*wl.baselines.values(), *uniform_seeds(wl)] if seed_uniform else "baselines"
     front = to.search(wl, OBJECTIVES, targets={"cpu": {"runtime": "ort", "threads": 1}}, budget=budget,
-                      initial="baselines", tracking=None, seed=seed, name=f"bench-{model}", progress=True)
+                      initial=initial, tracking=None, seed=seed, name=f"bench-{model}", progress=True)
     return wl, front, setup_s, time.perf_counter() - t0
 
 
@@ -142,6 +151,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=int, default=40, help="search trials per model (baselines not counted)")
     p.add_argument("--finetune-steps", default="20,mnist1d_cnn=100",
                    help="recovery fine-tune steps after pruning: a default, then model=steps overrides")
+    p.add_argument("--seed-uniform", action="store_true",
+                   help="also seed the search with one keep ratio everywhere (0.75, 0.5) + W8A8, the plans tried first")
     p.add_argument("--act-bits", default="", help="e.g. 8,32: activation bits as params of their own "
                                                     "(default: tied to the weights, W8A8/W4A32/W32A32)")
     p.add_argument("--seed", type=int, default=0)
@@ -160,7 +171,7 @@ def main(argv=None) -> int:
     for model in models:
         print(f"== {model}", file=sys.stderr, flush=True)
         ft = steps.get(model, steps[""])
-        wl, front, setup_s, search_s = run_one(model, args.budget, ft, args.seed, act_bits)
+        wl, front, setup_s, search_s = run_one(model, args.budget, ft, args.seed, act_bits, args.seed_uniform)
         finetunes[model] = ft
         rows.append(summarise(model, wl, front, setup_s, search_s))
         fronts.append((model, front))
