@@ -21,10 +21,7 @@ for that key; early stopping depends on the order candidates came in).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -171,7 +168,7 @@ def timm_family(models: Mapping[str, Mapping[str, Any]] | None = None, steps: Se
 
     from ..evaluators.accuracy import Accuracy
     from .compression import record_metrics
-    from .models import digits_data, models_dir
+    from .models import _cached, cached_meta, digits_data
 
     models = {str(k): dict(v or {}) if isinstance(v, Mapping) else v for k, v in (models or DEFAULT_MODELS).items()}
     if not models:
@@ -199,33 +196,19 @@ def timm_family(models: Mapping[str, Mapping[str, Any]] | None = None, steps: Se
         key = {"name": f"timm_family:{name}", "kwargs": kw, "ladder": ladder, "early_stop": early_stop,
                "seed": int(seed), "lr": lr,
                "batch": int(batch), "split": data["split"], "torch": version}
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        path = models_dir() / f"timm_family-{name}-{digest}.pt"
-        meta_path = path.with_suffix(".json")
-        net = build(name, kw)
-        if path.exists() and meta_path.exists():
-            meta = json.loads(meta_path.read_text())
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+        def fit(net):
+            t0 = time.perf_counter()
+            net, rungs, stopped = _train_ladder(net, x, y, xv, yv, ladder, int(seed), lr, int(batch), stop_at)
+            return net, {"rungs": {str(r): a for r, a in rungs.items()}, "stopped_at": stopped,
+                         "train_s": time.perf_counter() - t0}
+
+        net, path, now = _cached(key, lambda: build(name, kw), fit)
+        meta = {**cached_meta(path), "cache": path.name}
+        if not now:
             for r, a in meta["rungs"].items():   # what this run knows of each rung, for early stopping
                 best[int(r)] = max(best.get(int(r), 0.0), float(a))
-            return net.eval(), meta, False
-        t0 = time.perf_counter()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(seed))
-                net, rungs, stopped = _train_ladder(net, x, y, xv, yv, ladder, int(seed), lr, int(batch), stop_at)
-        finally:
-            torch.set_num_threads(threads)
-        meta = {"rungs": {str(r): a for r, a in rungs.items()}, "stopped_at": stopped,
-                "train_s": time.perf_counter() - t0, "cache": path.name}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(net.state_dict(), tmp)
-        os.replace(tmp, path)
-        meta_path.write_text(json.dumps(meta))
-        return net, meta, True
+        return net, meta, now
 
     def materialize(config: Config):
         from ..evaluators import TrialError

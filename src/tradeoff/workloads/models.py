@@ -172,10 +172,14 @@ def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _cached(key: dict, build: Callable[[], Any], fit: Callable[[Any], Any]):
-    """The model ``build()`` makes, with weights from the cache, or trained by ``fit`` and cached."""
+    """The model ``build()`` makes, with weights from the cache, or trained by ``fit`` and cached.
+
+    ``fit`` may return ``(model, meta)``: the meta (JSON) is kept beside the weights, read back with
+    ``cached_meta(path)``.
+    """
     import torch
 
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = models_dir() / f"{key['name'].replace(':', '-')}-{digest}.pt"
     model = build()
     if path.exists():
@@ -190,10 +194,18 @@ def _cached(key: dict, build: Callable[[], Any], fit: Callable[[Any], Any]):
         finally:
             torch.set_num_threads(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, tuple):  # the meta first: weights on disk mean both are there
+        model, meta = model
+        path.with_suffix(".json").write_text(json.dumps(meta))
     tmp = path.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, path)
     return model.eval(), path, True
+
+
+def cached_meta(path: Path) -> dict:
+    """What ``fit`` recorded beside a cached model's weights."""
+    return json.loads(path.with_suffix(".json").read_text())
 
 
 def load_model(name: str, steps: int | None = None, seed: int = 0, pretrained: bool = False) -> TrainedModel:
