@@ -81,7 +81,7 @@ def test_activation_bits_apart_from_weight_bits(digits):
     # W8A32 everywhere: 8-bit weights, float activations -- no QuantizeLinear anywhere in the graph
     blob, rec = quantize(fp32, space.uniform(8, act=32), space.nodes, calib)
     g = onnx.load_model_from_string(blob).graph
-    assert "QuantizeLinear" not in _ops(blob) and rec["n_int8_weight_only"] == 5 and rec["n_act_int8"] == 0
+    assert "QuantizeLinear" not in _ops(blob) and rec["n_int8_weight_only"] == 5 and rec["n_int8"] == 0
     nbits = [n for n in g.node if n.op_type == "MatMulNBits"]
     assert [a.i for n in nbits for a in n.attribute if a.name == "bits"] == [8]
     assert rec["runs"]["5"].startswith("int8 (MatMulNBits") and "fp32 activations" in rec["runs"]["5"]

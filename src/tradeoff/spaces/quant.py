@@ -170,7 +170,6 @@ def quantize(onnx_bytes: bytes, config: Mapping[str, int], nodes: Mapping[str, s
         "n_int8": len(static),
         "n_int8_weight_only": len(weight_only[8]),
         "n_int4": len(weight_only[4]),
-        "n_act_int8": len(static),
         "n_fallback": sum("fallback" in v for v in runs.values()),
     }
     return model.SerializeToString(), record
