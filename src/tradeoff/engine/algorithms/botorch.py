@@ -6,6 +6,12 @@ handled by the encoding), the acquisition maximised with ``optimize_acqf_discret
 whole space when it is small enough to enumerate, else over a random sample of it plus
 mutations of the front. Failed trials are left out of the fit; constraints enter as the summed
 violation, modelled by its own GP and weighed in as a feasibility probability.
+
+BoTorch compiles a fused C++ kernel for qLogNEHVI the first time it is used in an environment
+(``-march=native`` through ninja: most of a minute on a small machine, and again for every new
+virtualenv path). ``fused_kernel=False``, the default, keeps its pure-PyTorch path instead: the
+acquisition here scores at most a few thousand discrete candidates, where the kernel's speed-up
+is worth less than the compile.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ class BoTorchMOBO(Claims, Algorithm):
     name = "botorch"
 
     def __init__(self, batch_size: int = 10, initial_size: int | None = None, acquisition: str = "qlognehvi",
-                 n_candidates: int = 2000, enumerate_limit: int = 5000, max_train: int = 200, threads: int = 1):
+                 n_candidates: int = 2000, enumerate_limit: int = 5000, max_train: int = 200, threads: int = 1,
+                 fused_kernel: bool = False):
         if acquisition not in ("qlognehvi", "qnparego"):
             raise ValueError(f"acquisition {acquisition!r} is not one of qlognehvi, qnparego")
         self.batch_size = batch_size
@@ -35,6 +42,7 @@ class BoTorchMOBO(Claims, Algorithm):
         self.enumerate_limit = enumerate_limit
         self.max_train = max_train
         self.threads = threads
+        self.fused_kernel = fused_kernel
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
@@ -97,6 +105,11 @@ class BoTorchMOBO(Claims, Algorithm):
         from botorch.optim import optimize_acqf_discrete
         from gpytorch.mlls import SumMarginalLogLikelihood
 
+        if not self.fused_kernel:
+            from botorch.acquisition.multi_objective import logei
+
+            if getattr(logei, "_C", None) is None:
+                logei._load_attempted = True   # BoTorch's own switch: skip the JIT compile, use the torch path
         torch.manual_seed(int(self.rng.integers(2**31)))  # model fitting and QMC draws repeat by seed
         ok = self.history.ok()
         idx = np.flatnonzero(ok)[-self.max_train:]
