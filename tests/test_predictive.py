@@ -15,7 +15,8 @@ from tradeoff.core.paths import run_dir_for
 from tradeoff.engine.algorithms.acquisition import ehvi, hvi_2d, select_batch
 from tradeoff.engine.front import hypervolume
 from tradeoff.predictors.encodings import slot_groups, structured_features
-from tradeoff.predictors.quality import quality
+from tradeoff.predictors.models import make_predictor, predictor_names
+from tradeoff.predictors.quality import cross_validated, quality
 
 
 @pytest.fixture(autouse=True)
@@ -132,3 +133,15 @@ def test_auto_takes_the_workload_declared_cost():
                     tracking=None, info={"seconds_per_trial": 30.0}, algorithm_options={"predictors": ("ridge",)})
     info = json.loads(next(run_dir_for("x").parent.glob("*/study.json")).read_text())["info"]
     assert info["algorithm_choice"]["algorithm"] == "predictive" and "declared" in info["algorithm_choice"]["why"]
+
+
+@pytest.mark.parametrize("name", predictor_names())
+def test_every_registered_predictor_learns_a_ranking(name):
+    """Each predictor fits, predicts mean and spread of the right shape, and ranks held-out points."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(60, 4))
+    y = X[:, 0] * 2 + X[:, 1] ** 2 + 0.05 * rng.standard_normal(60)
+    q = cross_validated(make_predictor(name, seed=0), X, y, folds=3, seed=0)
+    assert q["kendall_tau"] > 0.5, q
+    mean, std = make_predictor(name, seed=0).fit(X, y).predict(X[:5])
+    assert mean.shape == (5,) and std.shape == (5,) and np.all(np.isfinite(std))

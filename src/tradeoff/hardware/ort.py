@@ -59,7 +59,8 @@ class OrtTarget(Target):
             return f"cpu:{cpu_name()}"
         return f"{self.settings['provider']}:0"
 
-    def session(self, artifact: Artifact):
+    def session(self, artifact: Artifact, optimized_path: str | None = None):
+        """An inference session with the target's settings; ``optimized_path`` also saves the graph ORT will run."""
         import onnxruntime as ort
 
         provider = PROVIDERS[self.settings["provider"]]
@@ -71,6 +72,8 @@ class OrtTarget(Target):
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[self.settings["graph_optimization"]])
         so.log_severity_level = 3
+        if optimized_path:
+            so.optimized_model_filepath = optimized_path
         try:
             return ort.InferenceSession(artifact.onnx_bytes(), so, providers=[provider])
         except TargetError:

@@ -207,14 +207,14 @@ class KernelRegressor(_KernelSum):
         self._cache: dict[str, float] = {}
 
     def _make(self):
-        from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+        from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 
         if self.regressor == "rf":
             return RandomForestRegressor(n_estimators=200, min_samples_leaf=1, max_features=0.7,
                                          random_state=self.seed, n_jobs=1)
         if self.regressor == "gbm":
-            return HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, min_samples_leaf=3,
-                                                 random_state=self.seed)
+            return GradientBoostingRegressor(n_estimators=300, learning_rate=0.05, min_samples_leaf=3,
+                                             random_state=self.seed)     # one thread (no OpenMP), as rf
         raise ValueError(f"regressor {self.regressor!r} is not rf or gbm")
 
     def fit(self, measured: Measured) -> KernelRegressor:
