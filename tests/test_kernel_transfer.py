@@ -141,3 +141,22 @@ def test_gate_quotes_the_devices_own_repeatability():
     with pytest.raises(ValueError, match=r"50% within ±10% on 8 held-out models, the recipe requires 90% "
                                          r"\(the device itself re-times 80% of models within ±10%"):
         PredictedLatency(p, min_within_10pct=0.9, min_kendall_tau=0.0)
+
+
+def test_gate_counts_the_nodes_the_runtime_executes():
+    """A channel shuffle leaves shape arithmetic to run time: ~4 nodes per kernel, refused with the ops named."""
+    from tradeoff.predictors.coverage import Coverage
+    from tradeoff.predictors.latency import runtime_nodes
+    from tradeoff.workloads.convnets import convnet_space
+
+    nodes = runtime_nodes(make_target("ort", threads=1, cache=False))
+    space = convnet_space(resolution=32)
+    rng = np.random.default_rng(0)
+    cov = Coverage.of([space.build(space.sample(rng)) for _ in range(4)], nodes=nodes)
+    assert 1.0 <= cov.max_nodes_per_kernel < 1.5
+    assert not any("the runtime executes" in g for g in cov.gaps(space.build(space.sample(rng))))
+    shuffle = _artifact("shufflenet_v2_x0_5")
+    ran = nodes(shuffle)
+    assert sum(ran.values()) > 2 * len(parse_kernels(shuffle.onnx_bytes()))
+    gap = [g for g in cov.gaps(shuffle) if "the runtime executes" in g]
+    assert gap and ("Unsqueeze" in gap[0] or "Gather" in gap[0]), gap

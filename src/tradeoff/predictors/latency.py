@@ -64,6 +64,21 @@ def model_summary(artifact) -> dict[str, float]:
     return out
 
 
+def runtime_nodes(target):
+    """``artifact -> Counter`` of the nodes ONNX Runtime runs for it on ``target`` (once per digest)."""
+    from ..hardware.ort_dispatch import executed_nodes
+
+    seen: dict[str, Any] = {}
+
+    def nodes(artifact):
+        key = artifact.digest()
+        if key not in seen:
+            seen[key] = executed_nodes(target, artifact)
+        return seen[key]
+
+    return nodes
+
+
 # -- predictors ------------------------------------------------------------------------------
 
 class LatencyPredictor(abc.ABC):
@@ -74,7 +89,12 @@ class LatencyPredictor(abc.ABC):
     coverage: Coverage | None = None      # the family it was calibrated on (set by fit)
 
     def learn_coverage(self, artifacts: Sequence[Any]) -> None:
-        self.coverage = Coverage.of(artifacts)
+        self.coverage = Coverage.of(artifacts, nodes=self.runtime_nodes())
+
+    def runtime_nodes(self):
+        """Op types of the nodes the target's runtime executes for a model, where it can say (ONNX Runtime)."""
+        target = getattr(getattr(self, "table", None), "target", None)
+        return runtime_nodes(target) if target is not None and target.kind == "ort" else None
 
     @abc.abstractmethod
     def fit(self, measured: Measured) -> LatencyPredictor:
