@@ -164,9 +164,10 @@ def test_rpc_through_a_local_tracker_and_server():
         tuned = make_target("tvm-rpc", tracker=url, tune=4, timing=FAST, compile_timeout_s=120)  # runs on the remote
         sane(tuned.measure(a))
         assert tuned.last_compile["records_after"] > 0
-        with pytest.raises(TargetError, match="no 'gpu9' device free within 2 s"):
-            make_target("tvm-rpc", tracker=url.replace("/cpu0", "/gpu9"), request_timeout_s=2,
-                        timing=FAST).measure(a)
+        missing = make_target("tvm-rpc", tracker=url.replace("/cpu0", "/gpu9"), request_timeout_s=2, timing=FAST)
+        with pytest.raises(TargetError, match=r"no 'gpu9' device free within 2 s .*knows keys: cpu0"):
+            missing.measure(a)
+        assert missing.last_compile.get("compile_s") is None      # refused before compiling for it
     time.sleep(0.2)
     assert not _alive(set(url.pgids))
 

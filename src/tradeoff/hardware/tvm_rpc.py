@@ -76,18 +76,36 @@ def check_reachable(host: str, port: int) -> None:
         raise TargetError(f"tvm-rpc: tracker {host}:{port} unreachable: {e}") from None
 
 
-def _tracker_keys(host: str, port: int) -> list[str]:
+def _tracker_queue(host: str, port: int) -> dict | None:
+    """The tracker's queue per key (``{key: {"free": n, "pending": m}}``), or None when it cannot say."""
     from tvm import rpc
 
     with contextlib.suppress(Exception):
         with socket_timeout(5):
             t = rpc.connect_tracker(host, port)
         try:
-            queue = t.summary().get("queue_info", {})
-            return [f"{k} ({v.get('free', 0)} free)" for k, v in sorted(queue.items())]
+            return dict(t.summary().get("queue_info", {}))
         finally:
             t.close()
-    return []
+    return None
+
+
+def _tracker_keys(host: str, port: int) -> list[str]:
+    return [f"{k} ({v.get('free', 0)} free)" for k, v in sorted((_tracker_queue(host, port) or {}).items())]
+
+
+def wait_for_key(host: str, port: int, key: str, timeout_s: float, priority: int = 1) -> None:
+    """Before a compile that may take minutes: some server with ``key`` is registered, or one registers in time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        queue = _tracker_queue(host, port)
+        if queue is None or key in queue:     # a tracker that cannot say is asked again at request time
+            return
+        if time.monotonic() >= deadline:
+            keys = [f"{k} ({v.get('free', 0)} free)" for k, v in sorted(queue.items())]
+            raise TargetError(f"tvm-rpc: no {key!r} device free within {timeout_s:g} s at {host}:{port} "
+                              f"(priority {priority}; the tracker knows keys: {', '.join(keys) or 'none'})")
+        time.sleep(min(0.5, max(deadline - time.monotonic(), 0.0)))
 
 
 @register_target("tvm-rpc")
@@ -129,6 +147,7 @@ class TvmRpcTarget(TvmTarget):
     def _prepare(self, artifact):
         host, port, key = parse_tracker(self.settings["tracker"])
         check_reachable(host, port)  # before a compile that may take minutes
+        wait_for_key(host, port, key, self.request_timeout_s, self.priority)
         inputs = artifact.numpy_inputs(self.settings["batch"])
         with tempfile.TemporaryDirectory(prefix="tvm-rpc-") as tmp:
             lib = self.compile(artifact, Path(tmp), cc=self.settings.get("cc"),
