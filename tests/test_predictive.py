@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import tradeoff
-from tradeoff import Choice, Float, Space
+from tradeoff import Choice, Float, Int, Mask, Space
 from tradeoff.core.paths import run_dir_for
 from tradeoff.engine.algorithms.acquisition import ehvi, hvi_2d, select_batch
+from tradeoff.engine.algorithms.grid import Grid
 from tradeoff.engine.front import hypervolume
 from tradeoff.predictors.encodings import slot_groups, structured_features
 from tradeoff.predictors.quality import quality
@@ -56,6 +57,22 @@ def test_cells_get_operation_counts():
     base = space.n_features
     assert F.shape == (2, base + 4 + 3 * 4)
     assert F[0, base:base + 4].tolist() == [0, 2, 0, 0] and F[1, base:base + 4].tolist() == [0, 1, 0, 1]
+
+
+def test_grid_rows_have_the_features_of_their_configs_and_skip_the_asked_ones():
+    ops = ["a", "b", "c", "d"]
+    space = Space({"link": Choice(["x", "y", "z"]), "op1": Choice(ops), "op2": Choice(ops), "w": Choice([1, 2, 4]),
+                   "n": Int(1, 5, step=2), "m": Mask(2)})
+    grid = Grid(space)
+    assert grid.size == space.cardinality
+    rows = np.array([0, 7, 100, grid.size - 1])
+    configs = grid.configs(rows)
+    assert [grid.row(c) for c in configs] == rows.tolist()
+    assert np.allclose(grid.features(rows), structured_features(space, configs))
+    assert np.allclose(Grid(space, structured=False).features(rows), space.encode_many(configs))
+    grid.mark(configs[:2])
+    pool = grid.sample(grid.size, np.random.default_rng(0))
+    assert len(pool) == grid.size - 2 and 0 not in pool and 7 not in pool and 100 in pool
 
 
 def test_quality_reports_top10_recall():
