@@ -16,6 +16,7 @@ from tradeoff.engine.algorithms.acquisition import ehvi, hvi_2d, select_batch
 from tradeoff.engine.algorithms.grid import Grid
 from tradeoff.engine.front import hypervolume
 from tradeoff.predictors.encodings import slot_groups, structured_features
+from tradeoff.predictors.models import lighter, make_predictor
 from tradeoff.predictors.quality import quality
 
 
@@ -73,6 +74,21 @@ def test_grid_rows_have_the_features_of_their_configs_and_skip_the_asked_ones():
     grid.mark(configs[:2])
     pool = grid.sample(grid.size, np.random.default_rng(0))
     assert len(pool) == grid.size - 2 and 0 not in pool and 7 not in pool and 100 in pool
+
+
+@pytest.mark.parametrize("kind", ["rf", "ridge", "gp"])
+def test_lighter_predictors_are_cheaper_copies_that_still_rank(kind):
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 4))
+    y = X[:, 0] + 0.5 * X[:, 1]
+    full = make_predictor(kind, 0)
+    light = lighter(full)
+    assert light is not full and type(light) is type(full)
+    assert (getattr(light, "n_estimators", 0), getattr(light, "n", 0), getattr(light, "restarts", 0)) < \
+        (getattr(full, "n_estimators", 0), getattr(full, "n", 0), getattr(full, "restarts", 0))
+    mean, std = light.fit(X[:40], y[:40]).predict(X[40:])
+    assert mean.shape == std.shape == (20,) and quality(y[40:], mean)["kendall_tau"] > 0.5
+    assert not getattr(full, "models", None)  # the original is left unfitted
 
 
 def test_quality_reports_top10_recall():
