@@ -165,3 +165,35 @@ def test_auto_takes_the_workload_declared_cost():
                     tracking=None, info={"seconds_per_trial": 30.0}, algorithm_options={"predictors": ("ridge",)})
     info = json.loads(next(run_dir_for("x").parent.glob("*/study.json")).read_text())["info"]
     assert info["algorithm_choice"]["algorithm"] == "predictive" and "declared" in info["algorithm_choice"]["why"]
+
+
+def test_predictive_on_an_enumerable_space_resumes_from_a_pickle_and_never_repeats():
+    """The candidate pool of an enumerable space (Int, Mask, Choice) is dropped from the pickle and
+    rebuilt from every config asked or told."""
+    import pickle
+
+    space = Space({"op1": Choice(["a", "b", "c"]), "op2": Choice(["a", "b", "c"]), "n": Int(1, 7, step=2),
+                   "m": Mask(3)})
+
+    def values(c):
+        m = np.asarray(c["m"], dtype=bool)
+        cost = c["n"] + m.sum() + ("c" in (c["op1"], c["op2"]))
+        return [-(np.log(c["n"]) + m[0] + 0.5 * (c["op1"] == "c")), float(cost)]
+
+    algo = tradeoff.make_algorithm("predictive", predictors=("ridge", "rf"), batch_size=6)
+    algo.setup(space, 2, 0, seed=3, budget=60)
+    seen = []
+    for _ in range(4):
+        batch = algo.ask(6)
+        seen += batch
+        algo.tell(batch, np.array([values(c) for c in batch]), np.zeros((len(batch), 0)))
+    pending = algo.ask(6)  # asked, not told, when the search is checkpointed
+    assert algo._grid is not None and algo._grid.asked.sum() >= 24
+    clone = pickle.loads(pickle.dumps(algo))
+    assert clone._grid is None
+    for a in (algo, clone):
+        a.tell(pending, np.array([values(c) for c in pending]), np.zeros((len(pending), 0)))
+    x, y = algo.ask(6), clone.ask(6)
+    assert [space.key(c) for c in x] == [space.key(c) for c in y]
+    keys = [space.key(c) for c in seen + pending + x]
+    assert len(keys) == len(set(keys))
