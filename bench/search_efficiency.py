@@ -70,13 +70,27 @@ def true_hv(name: str, wl, reference: dict[str, float]) -> float:
     return hypervolume(wl.true_front(objs), signs * np.array([reference[o] for o in objs]))
 
 
+_WORKLOAD: dict = {}
+
+
+def workload(problem: str):
+    """The problem's workload, kept for the next run in this worker (a table takes seconds to load)."""
+    from tradeoff.workloads import make_workload
+
+    name, kwargs = PROBLEMS[problem]["workload"]
+    key = (name, tuple(sorted(kwargs.items())))
+    if key not in _WORKLOAD:
+        _WORKLOAD.clear()  # runs come grouped by problem: one table held at a time
+        _WORKLOAD[key] = make_workload(name, **kwargs)
+    return _WORKLOAD[key]
+
+
 def one_run(problem: str, algorithm: str, seed: int, budget: int) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import tradeoff as to
-    from tradeoff.workloads import make_workload
 
     p = PROBLEMS[problem]
-    wl = make_workload(p["workload"][0], **p["workload"][1])
+    wl = workload(problem)
     ref = reference_for(problem, wl)
     algo = to.make_algorithm(algorithm)
     t = time.perf_counter()

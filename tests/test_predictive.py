@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 import tradeoff
-from tradeoff import Choice, Float, Space
+from tradeoff import Choice, Float, Int, Mask, Space
 from tradeoff.core.paths import run_dir_for
 from tradeoff.engine.algorithms.acquisition import ehvi, hvi_2d, select_batch
+from tradeoff.engine.algorithms.grid import Grid
 from tradeoff.engine.front import hypervolume
 from tradeoff.predictors.encodings import slot_groups, structured_features
-from tradeoff.predictors.models import make_predictor, predictor_names
+from tradeoff.predictors.models import lighter, make_predictor, predictor_names
 from tradeoff.predictors.quality import cross_validated, quality
 
 
@@ -57,6 +58,37 @@ def test_cells_get_operation_counts():
     base = space.n_features
     assert F.shape == (2, base + 4 + 3 * 4)
     assert F[0, base:base + 4].tolist() == [0, 2, 0, 0] and F[1, base:base + 4].tolist() == [0, 1, 0, 1]
+
+
+def test_grid_rows_have_the_features_of_their_configs_and_skip_the_asked_ones():
+    ops = ["a", "b", "c", "d"]
+    space = Space({"link": Choice(["x", "y", "z"]), "op1": Choice(ops), "op2": Choice(ops), "w": Choice([1, 2, 4]),
+                   "n": Int(1, 5, step=2), "m": Mask(2)})
+    grid = Grid(space)
+    assert grid.size == space.cardinality
+    rows = np.array([0, 7, 100, grid.size - 1])
+    configs = grid.configs(rows)
+    assert [grid.row(c) for c in configs] == rows.tolist()
+    assert np.allclose(grid.features(rows), structured_features(space, configs))
+    assert np.allclose(Grid(space, structured=False).features(rows), space.encode_many(configs))
+    grid.mark(configs[:2])
+    pool = grid.sample(grid.size, np.random.default_rng(0))
+    assert len(pool) == grid.size - 2 and 0 not in pool and 7 not in pool and 100 in pool
+
+
+@pytest.mark.parametrize("kind", ["rf", "ridge", "gp"])
+def test_lighter_predictors_are_cheaper_copies_that_still_rank(kind):
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 4))
+    y = X[:, 0] + 0.5 * X[:, 1]
+    full = make_predictor(kind, 0)
+    light = lighter(full)
+    assert light is not full and type(light) is type(full)
+    assert (getattr(light, "n_estimators", 0), getattr(light, "n", 0), getattr(light, "restarts", 0)) < \
+        (getattr(full, "n_estimators", 0), getattr(full, "n", 0), getattr(full, "restarts", 0))
+    mean, std = light.fit(X[:40], y[:40]).predict(X[40:])
+    assert mean.shape == std.shape == (20,) and quality(y[40:], mean)["kendall_tau"] > 0.5
+    assert not getattr(full, "models", None)  # the original is left unfitted
 
 
 def test_quality_reports_top10_recall():
@@ -145,3 +177,35 @@ def test_every_registered_predictor_learns_a_ranking(name):
     assert q["kendall_tau"] > 0.5, q
     mean, std = make_predictor(name, seed=0).fit(X, y).predict(X[:5])
     assert mean.shape == (5,) and std.shape == (5,) and np.all(np.isfinite(std))
+
+
+def test_predictive_on_an_enumerable_space_resumes_from_a_pickle_and_never_repeats():
+    """The candidate pool of an enumerable space (Int, Mask, Choice) is dropped from the pickle and
+    rebuilt from every config asked or told."""
+    import pickle
+
+    space = Space({"op1": Choice(["a", "b", "c"]), "op2": Choice(["a", "b", "c"]), "n": Int(1, 7, step=2),
+                   "m": Mask(3)})
+
+    def values(c):
+        m = np.asarray(c["m"], dtype=bool)
+        cost = c["n"] + m.sum() + ("c" in (c["op1"], c["op2"]))
+        return [-(np.log(c["n"]) + m[0] + 0.5 * (c["op1"] == "c")), float(cost)]
+
+    algo = tradeoff.make_algorithm("predictive", predictors=("ridge", "rf"), batch_size=6)
+    algo.setup(space, 2, 0, seed=3, budget=60)
+    seen = []
+    for _ in range(4):
+        batch = algo.ask(6)
+        seen += batch
+        algo.tell(batch, np.array([values(c) for c in batch]), np.zeros((len(batch), 0)))
+    pending = algo.ask(6)  # asked, not told, when the search is checkpointed
+    assert algo._grid is not None and algo._grid.asked.sum() >= 24
+    clone = pickle.loads(pickle.dumps(algo))
+    assert clone._grid is None
+    for a in (algo, clone):
+        a.tell(pending, np.array([values(c) for c in pending]), np.zeros((len(pending), 0)))
+    x, y = algo.ask(6), clone.ask(6)
+    assert [space.key(c) for c in x] == [space.key(c) for c in y]
+    keys = [space.key(c) for c in seen + pending + x]
+    assert len(keys) == len(set(keys))

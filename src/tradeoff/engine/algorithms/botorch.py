@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from .base import Algorithm, register
+from .grid import domain
 from .local import Claims, History, neighbours
 
 
@@ -81,9 +82,7 @@ class BoTorchMOBO(Claims, Algorithm):
         space = self.space
         if all(math.isfinite(p.cardinality) for p in space.params.values()) and space.cardinality <= self.enumerate_limit:
             if self._all is None:
-                from .predictive import Predictive
-
-                doms = [Predictive._values(space[n]) for n in space.names]
+                doms = [domain(space[n]) for n in space.names]
                 self._all = [dict(zip(space.names, combo)) for combo in itertools.product(*doms)]
             return [c for c in self._all if space.key(c) not in self.asked]
         pool = {}

@@ -19,7 +19,6 @@ success rate; every arm keeps a floor share), so the loop leans on whichever wor
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 
@@ -27,10 +26,11 @@ import numpy as np
 from scipy.stats import norm
 
 from ...predictors.encodings import structured_features
-from ...predictors.models import make_predictor
+from ...predictors.models import lighter, make_predictor
 from ...predictors.quality import cross_validated, selection_score
 from .acquisition import prefilter, select_batch
 from .base import Algorithm, make_algorithm, register
+from .grid import Grid
 from .local import History, neighbours
 
 AUTO_PREDICTORS = ("rf", "gp", "ridge")  # also "extra-trees", "gbm", "mlp" on request: their CV costs more
@@ -47,7 +47,7 @@ class Predictive(Algorithm):
                  inner_evals: int = 2000, enumerate_limit: int = 200_000, pool_size: int = 4000,
                  reselect_every: int = 3, cv_folds: int = 3,
                  max_candidates: int = 300, draws: int = 32, structured: bool = True,
-                 use_reference: bool = True):
+                 use_reference: bool = True, light_cv: bool = True):
         self.batch_size = batch_size
         self.initial_size = initial_size
         self.predictors = AUTO_PREDICTORS if predictors == "auto" else \
@@ -66,6 +66,7 @@ class Predictive(Algorithm):
         self.draws = draws
         self.structured = structured
         self.use_reference = use_reference
+        self.light_cv = light_cv          # cross-validate cheaper copies of the predictors (fewer trees...)
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
@@ -84,11 +85,13 @@ class Predictive(Algorithm):
             self.inner = make_algorithm(self.inner_name)
             self.inner.setup(space, n_objectives, n_constraints, seed + 1, budget=budget)
         self._inner_asked: list = []
-        self._enum = None
+        self._asked_configs: list = []     # every config asked or told, in order (marks the grid's rows)
+        self._grid: Grid | None = None
+        self._grid_marked = 0
 
     def __getstate__(self):  # the enumerated candidate pool is rebuilt, not checkpointed
         d = dict(self.__dict__)
-        d["_enum"] = None
+        d["_grid"], d["_grid_marked"] = None, 0
         return d
 
     @property
@@ -113,8 +116,8 @@ class Predictive(Algorithm):
                                radius=self.local_radius)
             self._take(models, cands, slots["local"], out, "local", good)
         if slots.get("model"):
-            cands = self._candidates(models)
-            self._take(models, cands, n - len(out) - slots.get("inner", 0), out, "model", good)
+            cands, C = self._candidates(models)
+            self._take(models, cands, n - len(out) - slots.get("inner", 0), out, "model", good, C)
         if slots.get("inner"):
             self._from_inner(n - len(out), out)
         self._fill_random(out, n)
@@ -128,6 +131,7 @@ class Predictive(Algorithm):
         if k in self.asked:
             return False
         self.asked.add(k)
+        self._asked_configs.append(c)
         self.arm_of[k] = arm
         out.append(c)
         return True
@@ -181,7 +185,9 @@ class Predictive(Algorithm):
                 best, best_score = self.predictors[0], -np.inf
                 if len(self.predictors) > 1 and np.ptp(y) > 0:
                     for kind in self.predictors:
-                        q = cross_validated(make_predictor(kind, self.seed), Xo, y, folds=self.cv_folds, seed=self.seed)
+                        p = make_predictor(kind, self.seed)
+                        q = cross_validated(lighter(p) if self.light_cv else p, Xo, y, folds=self.cv_folds,
+                                            seed=self.seed)
                         qual[f"{j}:{kind}"] = {k: round(q[k], 4) for k in ("kendall_tau", "top10_recall", "mape")}
                         if selection_score(q) > best_score:
                             best, best_score = kind, selection_score(q)
@@ -204,29 +210,17 @@ class Predictive(Algorithm):
         return all(math.isfinite(p.cardinality) for p in self.space.params.values()) and \
             self.space.cardinality <= self.enumerate_limit
 
-    def _candidates(self, models) -> list:
-        if self._enumerable():
-            if self._enum is None:
-                names = self.space.names
-                domains = [self._values(self.space[n]) for n in names]
-                configs = [dict(zip(names, combo)) for combo in itertools.product(*domains)]
-                self._enum = (configs, [self.space.key(c) for c in configs])
-            configs, keys = self._enum
-            pool = [c for c, k in zip(configs, keys) if k not in self.asked]
-            if len(pool) > self.pool_size:
-                pool = [pool[i] for i in np.sort(self.rng.choice(len(pool), self.pool_size, replace=False))]
-            return pool
-        return self._inner_search(models)
-
-    @staticmethod
-    def _values(p):
-        if hasattr(p, "values"):
-            return list(p.values)
-        if p.kind == "int":
-            return list(range(p.low, p.high + 1, p.step))
-        if p.kind == "mask":
-            return [np.array(b, dtype=bool).reshape(p.shape) for b in itertools.product([0, 1], repeat=p.size)]
-        raise ValueError(f"cannot enumerate {p.describe()}")
+    def _candidates(self, models) -> tuple[list, np.ndarray | None]:
+        """A sample of the unasked configs of an enumerable space (with their features), else the
+        inner search's archive (features computed later)."""
+        if not self._enumerable():
+            return self._inner_search(models), None
+        if self._grid is None:
+            self._grid, self._grid_marked = Grid(self.space, self.structured), 0
+        self._grid.mark(self._asked_configs[self._grid_marked:])
+        self._grid_marked = len(self._asked_configs)
+        rows = self._grid.sample(self.pool_size, self.rng)
+        return self._grid.configs(rows), self._grid.features(rows)
 
     def _inner_search(self, models) -> list:
         """NSGA-II on the predictors' optimistic values; its whole archive is the candidate pool."""
@@ -253,10 +247,10 @@ class Predictive(Algorithm):
         return list(pool.values())
 
     # -- selection -----------------------------------------------------------------------------
-    def _take(self, models, cands, n, out, arm, good):
+    def _take(self, models, cands, n, out, arm, good, C=None):
         if n <= 0 or not cands:
             return
-        C = self._features(cands)
+        C = self._features(cands) if C is None else C
         mu, sd, pf = self._predict(models, C)
         Y = np.array(self.history.Y)
         ok = self.history.ok()
@@ -283,6 +277,7 @@ class Predictive(Algorithm):
         viol = np.asarray(violations, float).reshape(len(configs), -1)
         for c in configs:
             self.asked.add(self.space.key(c))
+        self._asked_configs.extend(configs)
         self.history.add(configs, values, viol)
         self._credit(configs)
         self._tell_inner(configs, values, viol)
