@@ -58,7 +58,7 @@ def test_every_shipped_recipe_runs(tmp_path, recipe):
     data = yaml.safe_load(recipe.read_text())
     # recipes that compile and time real models get fewer trials; TVM compiles each one for seconds
     runtimes = {t.get("runtime") for t in (data.get("targets") or {}).values()}
-    small = 2 if "tvm" in runtimes else 6 if runtimes else 20
+    small = 2 if "tvm" in runtimes else 4 if runtimes else 20
     budget = min(small, data.get("search", {}).get("budget", small))
     quick = [a for kv in QUICK.get(recipe.stem, []) for a in ("--set", kv)]
     out = tradeoff(tmp_path, "run", str(recipe), "-q", "--set", f"search.budget={budget}", "--set", "tracking=false",
