@@ -129,7 +129,6 @@ class BoTorchMOBO(Claims, Algorithm):
         C = torch.tensor(self.space.encode_many(pool), dtype=torch.double)
         constraints = [lambda Z: Z[..., -1]] if self.n_constraints else None
         from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
-
         from botorch.sampling.normal import SobolQMCNormalSampler
 
         objective = IdentityMCMultiOutputObjective(outcomes=list(range(self.n_objectives)))
