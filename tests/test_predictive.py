@@ -209,3 +209,12 @@ def test_predictive_on_an_enumerable_space_resumes_from_a_pickle_and_never_repea
     assert [space.key(c) for c in x] == [space.key(c) for c in y]
     keys = [space.key(c) for c in seen + pending + x]
     assert len(keys) == len(set(keys))
+
+
+def test_every_arm_keeps_its_minimum_share_of_the_batch():
+    for share, floor in ((0.1, 1), (0.3, 3)):
+        algo = tradeoff.make_algorithm("predictive", min_share=share)
+        algo.setup(Space({"x": Float(0.0, 1.0)}), 2, 0, seed=0, budget=100)
+        algo.score = {"model": [9.0, 10.0], "local": [0.1, 10.0], "inner": [0.1, 10.0]}   # model hits, others miss
+        slots = algo._slots(10)
+        assert sum(slots.values()) == 10 and min(slots.values()) == floor and slots["model"] == 10 - 2 * floor

@@ -147,7 +147,9 @@ class Predictive(Algorithm):
         if n <= 0:
             return {}
         rate = {a: h / t for a, (h, t) in self.score.items()}
-        floor = {a: (1 if n >= len(self.arms) and self.min_share > 0 else 0) for a in self.arms}
+        # each arm keeps min_share of the batch (at least one slot while min_share > 0), the floors within n
+        each = min(max(1, math.ceil(self.min_share * n)), n // len(self.arms)) if self.min_share > 0 else 0
+        floor = {a: each for a in self.arms}
         left = n - sum(floor.values())
         total = sum(rate.values())
         share = {a: floor[a] + left * rate[a] / total for a in self.arms}
