@@ -46,9 +46,7 @@ def request_remote(host: str, port: int, key: str, priority: int = 1, timeout_s:
         return tracker.request(key, priority=priority, session_timeout=session_timeout_s, max_retry=1)
     except (RuntimeError, OSError) as e:
         if "timed out" in str(e):
-            keys = _tracker_keys(host, port)
-            raise TargetError(f"tvm-rpc: no {key!r} device free within {timeout_s:g} s at {host}:{port} "
-                              f"(priority {priority}; the tracker knows keys: {', '.join(keys) or 'none'})") from None
+            raise _no_device(key, timeout_s, host, port, priority, _tracker_queue(host, port)) from None
         raise TargetError(f"tvm-rpc: cannot get a {key!r} device from {host}:{port}: {str(e)[:300]}") from None
     finally:
         tracker.close()
@@ -90,8 +88,10 @@ def _tracker_queue(host: str, port: int) -> dict | None:
     return None
 
 
-def _tracker_keys(host: str, port: int) -> list[str]:
-    return [f"{k} ({v.get('free', 0)} free)" for k, v in sorted((_tracker_queue(host, port) or {}).items())]
+def _no_device(key: str, timeout_s: float, host: str, port: int, priority: int, queue: dict | None) -> TargetError:
+    keys = ", ".join(f"{k} ({v.get('free', 0)} free)" for k, v in sorted((queue or {}).items())) or "none"
+    return TargetError(f"tvm-rpc: no {key!r} device free within {timeout_s:g} s at {host}:{port} "
+                       f"(priority {priority}; the tracker knows keys: {keys})")
 
 
 def wait_for_key(host: str, port: int, key: str, timeout_s: float, priority: int = 1) -> None:
@@ -102,9 +102,7 @@ def wait_for_key(host: str, port: int, key: str, timeout_s: float, priority: int
         if queue is None or key in queue:     # a tracker that cannot say is asked again at request time
             return
         if time.monotonic() >= deadline:
-            keys = [f"{k} ({v.get('free', 0)} free)" for k, v in sorted(queue.items())]
-            raise TargetError(f"tvm-rpc: no {key!r} device free within {timeout_s:g} s at {host}:{port} "
-                              f"(priority {priority}; the tracker knows keys: {', '.join(keys) or 'none'})")
+            raise _no_device(key, timeout_s, host, port, priority, queue)
         time.sleep(min(0.5, max(deadline - time.monotonic(), 0.0)))
 
 
