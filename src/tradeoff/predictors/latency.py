@@ -64,19 +64,24 @@ def model_summary(artifact) -> dict[str, float]:
     return out
 
 
-def runtime_nodes(target):
-    """``artifact -> Counter`` of the nodes ONNX Runtime runs for it on ``target`` (once per digest)."""
-    from ..hardware.ort_dispatch import executed_nodes
+class RuntimeNodes:
+    """``artifact -> Counter`` of the nodes ONNX Runtime runs for it on ``target`` (once per digest; picklable)."""
 
-    seen: dict[str, Any] = {}
+    def __init__(self, target):
+        self.target = target
+        self.seen: dict[str, Any] = {}
 
-    def nodes(artifact):
+    def __call__(self, artifact):
+        from ..hardware.ort_dispatch import executed_nodes
+
         key = artifact.digest()
-        if key not in seen:
-            seen[key] = executed_nodes(target, artifact)
-        return seen[key]
+        if key not in self.seen:
+            self.seen[key] = executed_nodes(self.target, artifact)
+        return self.seen[key]
 
-    return nodes
+
+def runtime_nodes(target) -> RuntimeNodes:
+    return RuntimeNodes(target)
 
 
 # -- predictors ------------------------------------------------------------------------------
