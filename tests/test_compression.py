@@ -132,6 +132,21 @@ def test_prune_space_is_dependency_aware_and_refuses_empty_layers(digits):
         prune_space(model, (x[:1],), keep=(0.0, 1.0))
 
 
+def test_recovery_finetune_is_recorded_with_its_learning_rate(digits):
+    model, d = digits
+    x1 = torch.from_numpy(d["x"][:1])
+    wl = compression(model, x1, val=(d["x_val"], d["y_val"]), bits=None, keep=(0.5, 1.0),
+                     finetune=(d["x"], d["y"]), finetune_steps=3, finetune_lr=0.02, baselines=False)
+    half = {n: 0.5 for n in wl.space.names}
+    got = wl.evaluate(half)
+    assert got["finetune_steps"] == 3 and got["finetune_lr"] == 0.02 and got["params_kept"] < 0.5
+    assert wl.info["finetune_lr"] == 0.02
+    assert "finetune_lr" not in wl.evaluate(wl.space.validate({n: 1.0 for n in wl.space.names}))   # nothing pruned
+    with pytest.raises(ValueError, match=r"finetune_lr: 0 is not a learning rate"):
+        compression(model, x1, val=(d["x_val"], d["y_val"]), bits=None, keep=(0.5, 1.0),
+                    finetune=(d["x"], d["y"]), finetune_steps=3, finetune_lr=0)
+
+
 def test_joint_search_with_baselines_on_ort_and_mlflow(digits, tmp_path):
     model, d = digits
     wl = to.compression(model, torch.from_numpy(d["x"][:1]), val=(d["x_val"], d["y_val"]), calib=d["x"][:64],

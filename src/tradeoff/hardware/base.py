@@ -229,5 +229,24 @@ def target_kinds() -> list[str]:
 
 
 def make_target(runtime: str, name: str | None = None, **settings: Any) -> Target:
-    """A target from its recipe form: ``{runtime: ort, threads: 1, batch: 1}``."""
-    return RUNTIMES.get(runtime)(name=name, **settings)
+    """A target from its recipe form: ``{runtime: ort, threads: 1, batch: 1}``; an unknown setting is refused."""
+    cls = RUNTIMES.get(runtime)
+    allowed = target_settings(cls)
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not a setting of the {runtime} target; allowed: "
+                         f"{', '.join(sorted(allowed))}")
+    return cls(name=name, **settings)
+
+
+def target_settings(cls: type) -> set[str]:
+    """The settings a target class takes: the named arguments of every ``__init__`` along its bases, and ``timing``."""
+    import inspect
+
+    names = {"timing"}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= {n for n, prm in inspect.signature(init).parameters.items()
+                      if n not in ("self", "name") and prm.kind not in (prm.VAR_KEYWORD, prm.VAR_POSITIONAL)}
+    return names

@@ -107,7 +107,10 @@ class TimingPolicy:
     @staticmethod
     def from_settings(settings: dict[str, Any]) -> TimingPolicy:
         known = TimingPolicy.__dataclass_fields__
-        return TimingPolicy(**{k: v for k, v in settings.items() if k in known})
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ValueError(f"timing.{', timing.'.join(unknown)}: unknown; allowed: {', '.join(known)}")
+        return TimingPolicy(**settings)
 
 
 def summarize(samples_ms: np.ndarray, warmup: int, number: int, noisy_why: list[str], **info) -> LatencyStats:

@@ -33,12 +33,14 @@ def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib
                 finetune: tuple[np.ndarray, np.ndarray] | None = None, finetune_steps: int = 0,
                 name: str = "compression", split: str = "held-out (given as val)", baselines: bool = True,
                 size_budget: float = 0.75, sensitivity_data: tuple[np.ndarray, np.ndarray] | None = None,
-                info: Mapping[str, Any] | None = None, act_bits: Sequence[int] | None = None) -> Workload:
+                info: Mapping[str, Any] | None = None, act_bits: Sequence[int] | None = None,
+                finetune_lr: float = 3e-3) -> Workload:
     """A workload over per-layer ``bits`` (quant.*) and/or per-group ``keep`` ratios (prune.*).
 
     ``val``: (inputs, labels) the deployed model is scored on; ``calib``: inputs for int8
     activation ranges (default: the fine-tune inputs, else ``val``'s); ``finetune``: (inputs,
-    labels) for a recovery fine-tune of ``finetune_steps`` after pruning; ``sensitivity_data``:
+    labels) for a recovery fine-tune of ``finetune_steps`` (peak learning rate ``finetune_lr``, cosine
+    decay) after pruning; ``sensitivity_data``:
     (inputs, labels) for the sensitivity baseline's Fisher traces (default: ``finetune``, else ``val``);
     ``act_bits``: activation bit-widths per layer (8, 32) as params of their own (``<layer>:act``);
     without it activations follow the weights (W8A8, W4A32, W32A32).
@@ -54,6 +56,8 @@ def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib
         raise ValueError("finetune_steps: a recovery fine-tune needs finetune=(inputs, labels)")
     if int(finetune_steps) < 0:
         raise ValueError(f"finetune_steps: {finetune_steps} is negative; allowed: 0 or more steps")
+    if not float(finetune_lr) > 0:
+        raise ValueError(f"finetune_lr: {finetune_lr} is not a learning rate; allowed: a number above 0")
     model = model.eval()
     example_inputs = _as_tuple(example_inputs)
     x_val, y_val = (np.asarray(a) for a in val)
@@ -85,7 +89,8 @@ def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib
         from ..spaces.quant import QuantError, quantize
 
         q, p = parts(space.validate(config))
-        net, record = _pruned(model, example_inputs, p, pspace, pruned, finetune, int(finetune_steps))
+        net, record = _pruned(model, example_inputs, p, pspace, pruned, finetune, int(finetune_steps),
+                              float(finetune_lr))
         try:
             blob = export_onnx(net, example_inputs)
         except TargetError as e:
@@ -109,7 +114,7 @@ def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib
         labelled = sensitivity_data or finetune or (x_val, y_val)
         named = compression_baselines(space, qspace, pspace, joint, model, labelled, size_budget)
     wl_info = {"val_split": split, "val_n": int(len(y_val)), "calib": f"{len(calib)} samples ({calib_src})",
-               "finetune_steps": int(finetune_steps), "quant_layers": list(qspace.nodes) if qspace else [],
+               "finetune_steps": int(finetune_steps), "finetune_lr": float(finetune_lr), "quant_layers": list(qspace.nodes) if qspace else [],
                "prune_groups": dict(pspace.channels) if pspace else {}, "bits": list(qspace.bits) if qspace else [],
                "act_bits": list(qspace.act_bits) if qspace and qspace.act_bits else "tied to weights",
                "keep": list(pspace.keep) if pspace else [], "kernels": KERNELS, **dict(info or {})}
@@ -131,7 +136,7 @@ def record_metrics(artifact, context=None) -> dict[str, float]:
     return {k: float(v) for k, v in rec.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _pruned(model, example_inputs, p, pspace, cache, finetune, steps):
+def _pruned(model, example_inputs, p, pspace, cache, finetune, steps, lr):
     """The pruned (and fine-tuned) model for prune config ``p``, from a small cache; the float model if none."""
     from ..spaces.prune import prune
 
@@ -148,7 +153,7 @@ def _pruned(model, example_inputs, p, pspace, cache, finetune, steps):
     if finetune is not None and steps > 0:
         from .models import recovery_finetune
 
-        net, cost = recovery_finetune(net, finetune[0], finetune[1], steps, seed=int(key[:8], 16) % 2**31)
+        net, cost = recovery_finetune(net, finetune[0], finetune[1], steps, seed=int(key[:8], 16) % 2**31, lr=lr)
         record.update(cost)
     cache[key] = (net, record)
     while len(cache) > PRUNED_CACHE:
@@ -186,7 +191,7 @@ def compression_baselines(space, qspace, pspace, joint, model, labelled, size_bu
 def make_compression(model: str = "digits_cnn", bits: Sequence[int] | None = (4, 8, 32),
                      keep: Sequence[float] | None = None, finetune_steps: int = 0, train_steps: int | None = None,
                      pretrained: bool = False, size_budget: float = 0.75, seed: int = 0,
-                     act_bits: Sequence[int] | None = None) -> Workload:
+                     act_bits: Sequence[int] | None = None, finetune_lr: float = 3e-3) -> Workload:
     """A built-in model (``digits_cnn``, ``mnist1d_cnn``, ``timm:<name>``) or ``python: module:function``
     returning a ``TrainedModel`` (or a dict with model, example_inputs, val, and optionally train, calib)."""
     from .models import TrainedModel, load_model
@@ -203,4 +208,5 @@ def make_compression(model: str = "digits_cnn", bits: Sequence[int] | None = (4,
     return compression(tm.model, tm.example_inputs, tm.val, tm.calib, bits=bits, keep=keep,
                        finetune=tm.train if finetune_steps else None, finetune_steps=finetune_steps,
                        name=f"compression:{model}", split=tm.info.get("split", "held-out"),
-                       size_budget=size_budget, sensitivity_data=tm.train, info=tm.info, act_bits=act_bits)
+                       size_budget=size_budget, sensitivity_data=tm.train, info=tm.info, act_bits=act_bits,
+                       finetune_lr=finetune_lr)

@@ -146,7 +146,7 @@ def train(model, x: np.ndarray, y: np.ndarray, steps: int, lr: float = 3e-3, bat
 
 
 def recovery_finetune(model, x: np.ndarray, y: np.ndarray, steps: int, seed: int = 0,
-                      lr: float = 1e-3) -> tuple[Any, dict[str, float]]:
+                      lr: float = 3e-3) -> tuple[Any, dict[str, float]]:
     """A pruned model's short recovery fine-tune on one thread, isolated from the caller's RNG; its cost recorded."""
     import time
 
@@ -161,7 +161,7 @@ def recovery_finetune(model, x: np.ndarray, y: np.ndarray, steps: int, seed: int
             model = train(model, np.ascontiguousarray(x, dtype=np.float32), np.asarray(y), steps, lr=lr, seed=seed)
     finally:
         torch.set_num_threads(threads)
-    return model, {"finetune_steps": int(steps), "finetune_s": time.perf_counter() - t0}
+    return model, {"finetune_steps": int(steps), "finetune_lr": float(lr), "finetune_s": time.perf_counter() - t0}
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
