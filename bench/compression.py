@@ -73,7 +73,8 @@ def summarise(model: str, wl, front, setup_s: float, search_s: float) -> dict:
     fp32 = base["fp32"]["accuracy"]
     out = {"model": model, "val": f"{wl.info.get('val_n')} held-out ({wl.info.get('split', '')})",
            "baselines": base, "n_eval": len(front.trials), "n_search": len(front.searched),
-           "n_failed": len(front.failed), "search_min": search_s / 60, "setup_min": setup_s / 60,
+           "n_failed": len(front.failed), "failed_why": sorted({(t.reason or "")[:90] for t in front.failed}),
+           "search_min": search_s / 60, "setup_min": setup_s / 60,
            "dominates": {n: any(dominates(m, base[n]) for m in searched) for n in base}}
     pool = searched + list(base.values())
     for tol in (0.005, 0.01):
@@ -111,6 +112,9 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"| {r['model']} | {r['val']} | {r['n_eval']} ({r['n_search']} + {r['n_eval'] - r['n_search']}) | "
                      f"{r['n_failed']} | {r['search_min']:.1f} | {r['setup_min']:.1f} |")
+    why = [f"- {r['model']}: {w}" for r in rows for w in r["failed_why"]]
+    if why:
+        lines += ["", "Failed trials (each recorded with its reason; the search went on):", *why]
     return "\n".join(lines)
 
 
@@ -152,11 +156,21 @@ def plot(results: list[tuple[str, object]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def per_model(spec: str) -> dict[str, int]:
+    """``"40,timm:resnet18=16"``: a default (key "") and per-model overrides."""
+    out = {}
+    for part in spec.split(","):
+        k, _, v = part.rpartition("=")
+        out[k] = int(v)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="digits_cnn,timm,mnist1d_cnn")
     p.add_argument("--timm", default="resnet18", help="the timm model name (trained briefly on digits)")
-    p.add_argument("--budget", type=int, default=40, help="search trials per model (baselines not counted)")
+    p.add_argument("--budget", default="40,timm:resnet18=16",
+                   help="search trials per model (baselines not counted): a default, then model=trials overrides")
     p.add_argument("--finetune-steps", default="200,timm:resnet18=120",
                    help="recovery fine-tune steps after pruning: a default, then model=steps overrides")
     p.add_argument("--finetune-lr", type=float, default=1e-2,
@@ -172,16 +186,14 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     models = [f"timm:{args.timm}" if m == "timm" else m for m in args.models.split(",")]
-    steps = {"": 200}
-    for part in args.finetune_steps.split(","):
-        k, _, v = part.rpartition("=")
-        steps[k] = int(v)
+    steps, budgets = per_model(args.finetune_steps), per_model(args.budget)
     act_bits = [int(b) for b in args.act_bits.split(",") if b] or None
     rows, fronts, finetunes = [], [], {}
     for model in models:
         print(f"== {model}", file=sys.stderr, flush=True)
         ft = steps.get(model, steps[""])
-        wl, front, setup_s, search_s = run_one(model, args.budget, ft, args.seed, act_bits, args.seed_uniform,
+        budgets[model] = budget = budgets.get(model, budgets[""])
+        wl, front, setup_s, search_s = run_one(model, budget, ft, args.seed, act_bits, args.seed_uniform,
                                                 args.finetune_lr)
         finetunes[model] = ft
         rows.append(summarise(model, wl, front, setup_s, search_s))
@@ -190,7 +202,8 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
     ft = ", ".join(f"{m} {n}" for m, n in finetunes.items())
     acts = f"activation bits {act_bits} per layer" if act_bits else "activation bits tied to the weights"
-    head = (f"Compression search ({args.budget} trials per model, nsga2 seeded with the baselines, {acts}, "
+    trials = ", ".join(f"{m} {budgets[m]}" for m in models)
+    head = (f"Compression search (trials: {trials}; nsga2 seeded with the baselines, {acts}, "
             f"recovery fine-tune after pruning, peak learning rate {args.finetune_lr:g}, steps: {ft}). Latency: ONNX Runtime CPU, 1 thread, batch 1, median; "
             f"load average per core at the end {load:.1f} (other work shares this machine: latencies are noisy). "
             f"'vs int8 (reference ratios)' compares each model's median over a fixed reference model's, timed "

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+FLOOR = "runtime floor (one Mul node, same input)"
 
 
 def session(blob: bytes, x1: np.ndarray):
@@ -41,6 +42,19 @@ def median_ms(s, feed, seconds: float) -> float:
         s.run(None, feed)
         ts.append(time.perf_counter() - t)
     return float(np.median(ts) * 1e3)
+
+
+def floor_model(x1: np.ndarray) -> bytes:
+    """One Mul node on the model's input: what a call costs the runtime with next to no compute."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    shape = list(x1.shape)
+    g = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "floor",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, shape)],
+                          [numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
 def interleaved(sessions: dict, rounds: int = 9, seconds: float = 0.25) -> dict[str, np.ndarray]:
@@ -85,6 +99,7 @@ def main(argv=None) -> int:
             accs[label] = acc(art)["accuracy"]
             sessions[label] = session(art.onnx_bytes(), x1)
             print(model, label, accs[label], file=sys.stderr, flush=True)
+        sessions[FLOOR] = session(floor_model(x1), x1)
         lat = interleaved(sessions, args.rounds)
         fp32_acc, int8 = accs["fp32"], lat["keep 1.0 + int8"]
         for label, a in accs.items():
@@ -92,6 +107,9 @@ def main(argv=None) -> int:
             r = int8 / lat[label]   # per round: int8's median over this one's, timed side by side
             lines.append(f"| {model} | {name} | {a:.4f} | {100 * (fp32_acc - a):+.2f} | {np.median(lat[label]):.4f} | "
                          f"{np.median(r):.2f}x ({np.min(r):.2f}-{np.max(r):.2f}) |")
+        r = int8 / lat[FLOOR]   # no compression can beat a model that computes nothing
+        lines.append(f"| {model} | {FLOOR} | | | {np.median(lat[FLOOR]):.4f} | {np.median(r):.2f}x "
+                     f"({np.min(r):.2f}-{np.max(r):.2f}) |")
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
     head = (f"Uniform keep ratio + W8A8, {args.finetune_steps} recovery fine-tune steps (peak learning rate "
             f"{args.finetune_lr:g}) after pruning; latency ONNX Runtime CPU, 1 thread, batch 1: the median of "
