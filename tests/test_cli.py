@@ -50,7 +50,8 @@ def test_recipes_validate_ui_and_errors(tmp_path):
 # recipes whose workload trains a model for minutes: a briefly trained one is enough to show they run
 QUICK = {"ecad_tiny_pixart": ["workload.train_steps=20", "workload.seeds=[0]", "workload.timing_repeats=1"],
          "digits_ofa": ["workload.train_steps=30"], "digits_joint": ["workload.train_steps=30", "workload.finetune_steps=3"],
-         "digits_timm_family": ["workload.steps=[4,8]"]}
+         "digits_timm_family": ["workload.steps=[4,8]"],
+         "digits_compress": ["workload.finetune_steps=10"], "digits_prune": ["workload.finetune_steps=10"]}
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
