@@ -61,10 +61,10 @@ def speed_key(*ms: dict) -> str:
     return "latency_ref_ratio" if all(m.get("latency_ref_ratio") for m in ms) else "latency_ms"
 
 
-def vs_int8(m: dict, int8: dict) -> float:
-    """How many times faster than uniform int8 ``m`` runs."""
-    k = speed_key(m, int8)
-    return int8[k] / m[k]
+def faster_than(m: dict, base: dict) -> float:
+    """How many times faster than ``base`` (fp32, uniform int8) ``m`` runs."""
+    k = speed_key(m, base)
+    return base[k] / m[k]
 
 
 def dominates(a: dict, b: dict) -> bool:
@@ -86,7 +86,7 @@ def summarise(model: str, wl, front, setup_s: float, search_s: float) -> dict:
     pool = searched + list(base.values())
     for tol in (0.005, 0.01):
         ok = [m for m in pool if m["accuracy"] >= fp32 - tol]
-        out[f"best_latency_{tol}"] = max(ok, key=lambda m: vs_int8(m, base["int8"])) if ok else None
+        out[f"best_latency_{tol}"] = max(ok, key=lambda m: faster_than(m, base["int8"])) if ok else None
         out[f"best_size_{tol}"] = min(ok, key=lambda m: m["size_mb"]) if ok else None
     return out
 
@@ -98,8 +98,7 @@ def table(rows: list[dict]) -> str:
         for n in BASELINES:
             if n in r["baselines"]:
                 m = r["baselines"][n]
-                fp32 = r["baselines"]["fp32"]
-                rel = m[speed_key(m, fp32)] / fp32[speed_key(m, fp32)]
+                rel = 1.0 / faster_than(m, r["baselines"]["fp32"])
                 lines.append(f"| {r['model']} | {n} | {m['accuracy']:.4f} | {m['latency_ms']:.4f} | {rel:.2f} | "
                              f"{m['size_mb']:.4f} | {'yes' if r['dominates'][n] else 'no'} |")
     lines += ["", "| model | within | best latency ms (acc) | vs fp32 | vs int8 (raw medians) | vs int8 (reference "
@@ -112,8 +111,8 @@ def table(rows: list[dict]) -> str:
                 lines.append(f"| {r['model']} | {tol:.1%} | none | | | | | |")
                 continue
             lines.append(f"| {r['model']} | {tol:.1%} | {lat['latency_ms']:.4f} ({lat['accuracy']:.4f}) | "
-                         f"{b['fp32'][speed_key(lat, b['fp32'])] / lat[speed_key(lat, b['fp32'])]:.2f}x | "
-                         f"{b['int8']['latency_ms'] / lat['latency_ms']:.2f}x | {vs_int8(lat, b['int8']):.2f}x | "
+                         f"{faster_than(lat, b['fp32']):.2f}x | "
+                         f"{b['int8']['latency_ms'] / lat['latency_ms']:.2f}x | {faster_than(lat, b['int8']):.2f}x | "
                          f"{size['size_mb']:.4f} ({size['accuracy']:.4f}) | {b['int8']['size_mb'] / size['size_mb']:.2f}x |")
     lines += ["", "| model | held-out split | evaluations (search + baselines) | failed | search min | model setup min |",
               "|---|---|---|---|---|---|"]
