@@ -122,6 +122,11 @@ class Target(abc.ABC):
 
     def __init__(self, name: str | None = None, cache: MeasurementCache | bool | None = True,
                  remeasure: bool = False, **settings: Any):
+        allowed = target_settings(type(self))
+        unknown = sorted(set(settings) - allowed)
+        if unknown:   # a misspelt or misplaced setting would otherwise be ignored without a word
+            raise ValueError(f"{', '.join(unknown)}: not a setting of the {self.kind} target; allowed: "
+                             f"{', '.join(sorted(allowed))}")
         self.name = name or self.kind
         self.settings = dict(settings)
         self.policy = TimingPolicy.from_settings(self.settings.get("timing", {}))
@@ -229,14 +234,8 @@ def target_kinds() -> list[str]:
 
 
 def make_target(runtime: str, name: str | None = None, **settings: Any) -> Target:
-    """A target from its recipe form: ``{runtime: ort, threads: 1, batch: 1}``; an unknown setting is refused."""
-    cls = RUNTIMES.get(runtime)
-    allowed = target_settings(cls)
-    unknown = sorted(set(settings) - allowed)
-    if unknown:
-        raise ValueError(f"{', '.join(unknown)}: not a setting of the {runtime} target; allowed: "
-                         f"{', '.join(sorted(allowed))}")
-    return cls(name=name, **settings)
+    """A target from its recipe form: ``{runtime: ort, threads: 1, batch: 1}``."""
+    return RUNTIMES.get(runtime)(name=name, **settings)
 
 
 def target_settings(cls: type) -> set[str]:
