@@ -43,6 +43,23 @@ def test_encode_is_numeric_in_unit_range(space):
     assert np.all((X >= 0) & (X <= 1))
 
 
+def test_encode_many_matches_encode_row_by_row(space):
+    configs = [space.sample(np.random.default_rng(i)) for i in range(20)]
+    assert np.array_equal(space.encode_many(configs), np.stack([space.encode(c) for c in configs]))
+    assert space.encode_many([]).shape == (0, space.n_features)
+
+
+def test_choice_index_tells_bools_from_numbers_and_accepts_equal_numbers():
+    c = to.Choice([1, True, "a", 8, (2, 3)])
+    assert [c.index(v) for v in (1, True, "a", 8.0, np.int64(8), (2, 3))] == [0, 1, 2, 3, 3, 4]
+    assert c.validate(np.float64(8.0)) == 8 and type(c.validate(8.0)) is int
+    for bad in (False, 0, "b", [2, 3]):
+        with pytest.raises(ValueError, match="is not one of"):
+            c.index(bad)
+    # genes round half to even, and out-of-range genes land on the ends
+    assert [c.from_genes(np.array([g])) for g in (-3.0, 0.5, 1.5, 2.49, 9.0)] == [1, 1, "a", "a", (2, 3)]
+
+
 def test_keys_are_stable_and_distinguish_configs(space):
     c = space.default()
     assert space.key(c) == space.key(dict(c))

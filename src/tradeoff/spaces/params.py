@@ -68,6 +68,10 @@ class Param(abc.ABC):
         """Numeric features in [0, 1] for predictors."""
         raise NotImplementedError
 
+    def features_many(self, values: Sequence[Any]) -> np.ndarray:
+        """``features`` of each value, one row each (a param may do it in one numpy step)."""
+        return np.stack([self.features(v) for v in values]).reshape(len(values), self.n_features)
+
     @property
     @abc.abstractmethod
     def gene_kinds(self) -> tuple[str, ...]:
@@ -116,12 +120,27 @@ class Choice(Param):
             ordered = all(_is_number(v) for v in vals)
         object.__setattr__(self, "ordered", bool(ordered))
         object.__setattr__(self, "kind", "choice")
+        # value -> position, for the searches' hot paths; a bool is told apart from 1 and 0 (and
+        # 8.0 finds 8, as equal numbers hash alike). Not a field: equality and repr ignore it.
+        try:
+            lookup = {(isinstance(v, bool), v): i for i, v in reversed(list(enumerate(vals)))}
+        except TypeError:      # an unhashable value: ``index`` searches the list instead
+            lookup = None
+        object.__setattr__(self, "_lookup", lookup)
 
     def sample(self, rng):
         return self.values[int(rng.integers(len(self.values)))]
 
     def index(self, value) -> int:
         value = _plain(value)
+        lookup = getattr(self, "_lookup", None)    # None too in a space pickled before it existed
+        if lookup is not None:
+            try:
+                i = lookup.get((isinstance(value, bool), value))
+            except TypeError:  # unhashable: not among hashable values
+                i = None
+            if i is not None:
+                return i
         for i, v in enumerate(self.values):
             if v == value and isinstance(v, bool) == isinstance(value, bool):
                 return i
@@ -150,12 +169,15 @@ class Choice(Param):
         return 1 if self.ordered or len(self.values) <= 2 else len(self.values)
 
     def features(self, value):
-        i = self.index(value)
+        return self.features_many([value])[0]
+
+    def features_many(self, values):
+        idx = np.fromiter((self.index(v) for v in values), dtype=np.intp, count=len(values))
         n = len(self.values)
         if self.n_features == 1:
-            return np.array([i / max(n - 1, 1)], dtype=float)
-        out = np.zeros(n)
-        out[i] = 1.0
+            return (idx / max(n - 1, 1)).reshape(-1, 1)
+        out = np.zeros((len(idx), n))
+        out[np.arange(len(idx)), idx] = 1.0
         return out
 
     @property
@@ -170,8 +192,8 @@ class Choice(Param):
         return np.array([float(self.index(value))])
 
     def from_genes(self, genes):
-        i = int(np.clip(np.rint(genes[0]), 0, len(self.values) - 1))
-        return self.values[i]
+        i = round(float(genes[0]))    # half to even, as np.rint
+        return self.values[min(max(i, 0), len(self.values) - 1)]
 
 
 @dataclass(frozen=True, init=False)

@@ -144,7 +144,10 @@ class Space:
         return np.concatenate([p.features(config[n]) for n, p in self._params.items()])
 
     def encode_many(self, configs: list[Mapping[str, Any]]) -> np.ndarray:
-        return np.stack([self.encode(c) for c in configs]) if configs else np.zeros((0, self.n_features))
+        """``encode`` of each config, one row each; built a param (a column block) at a time."""
+        if not configs:
+            return np.zeros((0, self.n_features))
+        return np.concatenate([p.features_many([c[n] for c in configs]) for n, p in self._params.items()], axis=1)
 
     @property
     def n_features(self) -> int:
