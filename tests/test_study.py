@@ -199,3 +199,49 @@ tracking: false
     other = next(d for d in home.iterdir() if d != run_dir)
     assert [t.key for t in load_trials(other)] == [t.key for t in trials]
     assert "Pareto front" in out.stdout and f"run id: {other.name}" in out.stdout
+
+
+def _sparse_table(n: int = 30):
+    """A table workload over 3 x n x n configurations with every tenth one missing (so its space keeps its rows)."""
+    import pandas as pd
+
+    from tradeoff.workloads.table import table_workload
+
+    rng = np.random.default_rng(0)
+    rows = [{"a": a, "b": b, "c": c, "f1": float(rng.random()), "f2": float(rng.random())}
+            for a in range(3) for b in range(n) for c in range(n) if (a + b + c) % 10]
+    return table_workload(pd.DataFrame(rows), params=["a", "b", "c"], metrics=["f1", "f2"])
+
+
+def test_checkpoint_refers_to_the_space_instead_of_copying_it():
+    """A NAS table's space carries its rows; every checkpoint copying it cost megabytes a batch.
+    The checkpoint names the space, and a resumed study binds its algorithm to its own."""
+    import cloudpickle
+
+    from tradeoff.engine.checkpoint import STATE
+    from tradeoff.engine.study import Study
+
+    wl = _sparse_table()
+    obj = {"f1": "minimize", "f2": "minimize"}
+    ref = to.search(wl.space, obj, wl.evaluate, budget=40, algorithm="local", seed=1, tracking=None, batch_size=10)
+    calls = []
+
+    def interrupting(c):
+        calls.append(c)
+        if len(calls) == 21:
+            raise KeyboardInterrupt
+        return wl.evaluate(c)
+
+    with pytest.raises(KeyboardInterrupt):
+        to.search(wl.space, obj, interrupting, budget=40, algorithm="local", seed=1, tracking=None, batch_size=10)
+    run_dir = max((Path(os.environ["TRADEOFF_HOME"]) / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert len(load_trials(run_dir)) == 20
+    space_bytes = len(cloudpickle.dumps(wl.space))
+    assert space_bytes > 100_000                                  # the rows: what a copy would cost
+    assert (run_dir / STATE).stat().st_size < space_bytes / 10
+    fresh = _sparse_table()                                       # an equal space, as a new process builds it
+    study = Study.resume(run_dir.name, fresh.space, fresh.evaluate, progress=False)
+    assert study.algorithm.space is fresh.space
+    assert study.algorithm.history.space is fresh.space
+    front = study.run()
+    assert [t.key for t in front.trials] == [t.key for t in ref.trials]

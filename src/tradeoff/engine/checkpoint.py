@@ -3,10 +3,15 @@
 ``state.pkl`` is only ever written and read here, on this machine: it never travels through a
 tracking store (a store anyone can log to must not hand us code to run). A damaged copy falls
 back to the previous one, then to rebuilding the algorithm from the trial log, each with a warning.
+
+Objects the study can supply again on resume (its search space: a NAS table's space carries every
+row of the table, megabytes) are written as references, not copies, and bound to the resumed
+study's own objects when read.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -32,23 +37,56 @@ def _atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save_local_state(run_dir: Path, state: dict[str, Any]) -> None:
-    """Write ``state.pkl`` atomically, keeping the one before as ``state.pkl.prev``."""
+class _Pickler(cloudpickle.Pickler):  # cloudpickle: pymoo keeps local closures
+    def __init__(self, file, shared: dict[str, Any]):
+        super().__init__(file)
+        self._shared = {id(v): k for k, v in shared.items()}
+
+    def persistent_id(self, obj):
+        return self._shared.get(id(obj))
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file, shared: dict[str, Any]):
+        super().__init__(file)
+        self._shared = shared
+
+    def persistent_load(self, pid):
+        if pid not in self._shared:
+            raise pickle.UnpicklingError(f"the checkpoint refers to {pid!r}, which the resuming study did not supply")
+        return self._shared[pid]
+
+
+def dumps(state: Any, shared: dict[str, Any] | None = None) -> bytes:
+    """``state`` pickled, with each object of ``shared`` (by identity) written as its name."""
+    buf = io.BytesIO()
+    _Pickler(buf, shared or {}).dump(state)
+    return buf.getvalue()
+
+
+def loads(data: bytes, shared: dict[str, Any] | None = None) -> Any:
+    """The inverse of ``dumps``: the names of ``shared`` objects become those objects."""
+    return _Unpickler(io.BytesIO(data), shared or {}).load()
+
+
+def save_local_state(run_dir: Path, state: dict[str, Any], shared: dict[str, Any] | None = None) -> None:
+    """Write ``state.pkl`` atomically, keeping the one before as ``state.pkl.prev``; ``shared``
+    objects (by identity) are written as references, to be supplied again to ``load_local_state``."""
     path = Path(run_dir) / STATE
-    data = cloudpickle.dumps(state)  # pymoo keeps local closures
+    data = dumps(state, shared)
     if path.exists():
         os.replace(path, path.with_name(STATE + ".prev"))
     _atomic(path, data)
 
 
-def load_local_state(run_dir: Path) -> dict[str, Any] | None:
+def load_local_state(run_dir: Path, shared: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The newest readable local state, or None (then the algorithm is rebuilt from the trial log)."""
     for name in (STATE, STATE + ".prev"):
         path = Path(run_dir) / name
         if not path.exists():
             continue
         try:
-            state = pickle.loads(path.read_bytes())
+            state = loads(path.read_bytes(), shared)
             if isinstance(state, dict) and {"algorithm", "batches", "elapsed_s", "n_trials"} <= set(state):
                 return state
             raise ValueError("not a tradeoff checkpoint")

@@ -184,7 +184,7 @@ class Study:
         run_dir = run_dir_for(run_id)
         meta = read_study_json(run_dir)
         spec = StudySpec.from_json(meta["spec"])
-        state = load_local_state(run_dir)
+        state = load_local_state(run_dir, {"space": space})
         algo = state["algorithm"] if state else (algorithm or make_algorithm(spec.algorithm,
                                                                              **meta.get("algorithm_options", {})))
         study = cls(space, evaluate, spec, algorithm=algo, tracker=tracker, executor=executor, progress=progress,
@@ -401,7 +401,8 @@ class Study:
     def _checkpoint(self) -> None:
         self.log.sync()
         save_local_state(self.run_dir, {"algorithm": self.algorithm, "batches": self.batches,
-                                        "elapsed_s": self.elapsed_s, "n_trials": self._told})
+                                        "elapsed_s": self.elapsed_s, "n_trials": self._told},
+                         shared={"space": self.space})
         if self.tracker is not None:
             self.tracker.log_checkpoint(self.run_dir)
 
