@@ -151,7 +151,9 @@ def pooled_regret(results: list[dict]) -> list[dict]:
         runs = [r for r in results if r["problem"] == problem]
         P = np.array([q for r in runs for q in r["points"] if q is not None])
         F = P[nondominated_mask(P)]
-        ref = F.max(axis=0) + 0.1 * (F.max(axis=0) - F.min(axis=0))
+        span = F.max(axis=0) - F.min(axis=0)
+        span = np.where(span > 0, span, 0.1 * np.abs(F.max(axis=0)) + 1e-9)   # a front of one point
+        ref = F.max(axis=0) + 0.1 * span
         hv_true = hypervolume(F, ref)
         for r in runs:
             curve, seen = [], []
