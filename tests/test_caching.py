@@ -229,3 +229,25 @@ def test_recipe_with_a_users_pipeline(tmp_path):
     with pytest.raises(Exception, match="pipeline"):
         build_workload(load_recipe({"name": "c", "workload": {"name": "caching", "pipeline": "sdxl"},
                                     "objectives": {"psnr_db": "maximize"}})[0])
+
+
+def test_the_gpu_bench_runs_its_search_and_timing_path_on_a_cpu(tmp_path, monkeypatch):
+    """bench/ecad_gpu.py's whole path (search, picks, re-timing a saved JSON) on a 2-block model."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[1] / "bench" / "ecad_gpu.py")
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    monkeypatch.chdir(tmp_path)
+    common = [script, "--device", "cpu", "--tiny", "--repeats", "1", "--pop", "8"]
+    for argv in ([*common, "--search-s", "3", "--refine-s", "1", "--json", str(first)],
+                 [*common, "--search-s", "0", "--side", "16", "--schedules", str(first), "--json", str(second)]):
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(script, run_name="__main__")
+        assert done.value.code == 0
+    out, again = json.loads(first.read_text()), json.loads(second.read_text())
+    assert out["trials"] > 8 and out["front"] and {"fora_2", "fora_3", "fora_4"} <= set(out["schedules"])
+    assert "learned@fora_2" in out["picks"] and all(v["ms"] > 0 for v in out["schedules"].values())
+    assert again["trials"] == 0 and set(out["picks"]) <= set(again["schedules"])

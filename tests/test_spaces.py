@@ -146,3 +146,13 @@ def test_param_specs_from_yaml_forms():
 def test_cardinality():
     assert math.isinf(to.Space({"a": to.Float(0, 1)}).cardinality)
     assert to.Space({"m": to.Mask(10)}).cardinality == 1024
+
+
+def test_a_mask_too_large_for_a_float_is_infinite_and_searchable():
+    # a PixArt-α caching schedule: 20 steps x 28 blocks x 3 components = 1,680 bits (2.0 ** 1680 overflows)
+    space = to.Space({"m": to.Mask((20, 28, 3))})
+    assert math.isinf(space.cardinality)
+    front = to.search(space, {"ones": "maximize", "zeros": "maximize"},
+                      lambda c: {"ones": float(c["m"].sum()), "zeros": float((~c["m"]).sum())},
+                      budget=4, algorithm="random", tracking=None)
+    assert len(front.trials) == 4 and all(t.ok for t in front.trials)

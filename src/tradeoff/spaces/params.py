@@ -409,7 +409,7 @@ class Mask(Param):
 
     @property
     def cardinality(self):
-        return 2.0 ** self.size
+        return 2.0 ** self.size if self.size < 1024 else math.inf  # 2.0 ** 1024 overflows a float
 
     @property
     def n_features(self):
