@@ -6,8 +6,9 @@
 
 Rows: {resnet18 224x224, mobilenet_v3_small 224x224, a 4-layer transformer encoder} x {eager,
 torch.compile} x {float32, float16} x {batch 1, 32}, each timed with CUDA events around
-``number`` calls until the median's 95% CI is within ±2% (or a time cap). Then the project's
-``torch`` target measures one row again, to check it on a real GPU.
+``number`` calls until the median's 95% CI is within ±2% (or a time cap). After the eager rows
+(before any ``torch.compile``, which changes the process's state), the project's ``torch`` target
+measures one row again, to check it on a real GPU.
 
 It needs only torch, torchvision and numpy (``tradeoff.hardware`` imports without the search's
 libraries, which the lent GPU machines lack).
@@ -65,6 +66,19 @@ def run_row(torch, timing, model: str, mode: str, dtype: str, batch: int, dev, p
     return {"model": model, "mode": mode, "dtype": dtype, "batch": batch, "median_ms": s.median_ms,
             "p10_ms": s.p10_ms, "p90_ms": s.p90_ms, "n": s.n, "number": s.number, "ci_rel": s.ci_rel,
             "noisy": s.noisy, "prep_s": prep}
+
+
+def run_check(torch, dev, small: bool, rows: list[dict]) -> int:
+    """Print the torch target's check; 1 if it failed."""
+    try:
+        from tradeoff.hardware import base
+        from tradeoff.hardware import torch as torch_mod
+
+        print("\n" + check_target(base, torch_mod, torch, dev, small, rows) + "\n")
+        return 0
+    except Exception as e:  # noqa: BLE001
+        print(f"\ntorch target FAILED: {type(e).__name__}: {e}\n")
+        return 1
 
 
 def check_target(base, torch_mod, torch, dev, small: bool, rows: list[dict]) -> str:
@@ -128,7 +142,11 @@ def main(argv=None) -> int:
     rows, failed = [], 0
     print("| model | mode | dtype | batch | median ms | p10 | p90 | n | CI% | noisy | prep s |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    checked = args.no_target
     for model, mode, dt, b in plan:
+        if mode != "eager" and not checked:  # before any torch.compile: the same process state as the eager rows
+            failed += run_check(torch, dev, args.small, rows)
+            checked = True
         if time.perf_counter() - t_start > args.budget_s:
             print(f"| {model} | {mode} | {dt} | {b} | skipped: over the {args.budget_s:.0f} s budget |||||||")
             continue
@@ -145,15 +163,8 @@ def main(argv=None) -> int:
         print(f"| {model} | {mode} | {dt} | {b} | {r['median_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | "
               f"{r['n']} | {100 * r['ci_rel']:.1f} | {'yes' if r['noisy'] else 'no'} | {r['prep_s']:.1f} |")
 
-    if not args.no_target:
-        try:
-            from tradeoff.hardware import base
-            from tradeoff.hardware import torch as torch_mod
-
-            print("\n" + check_target(base, torch_mod, torch, dev, args.small, rows))
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print(f"\ntorch target FAILED: {type(e).__name__}: {e}")
+    if not checked:
+        failed += run_check(torch, dev, args.small, rows)
     print(f"\n{len(rows)} rows timed, {failed} failed, {time.perf_counter() - t_start:.0f} s in all")
     if args.json:
         Path(args.json).write_text(json.dumps({"device": str(dev), "torch": torch.__version__,
