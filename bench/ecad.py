@@ -29,7 +29,7 @@ from tradeoff.core.pareto import nondominated_mask
 from tradeoff.spaces.cache import PARAM, bits, is_full_compute, resample_steps, schedule_of
 from tradeoff.spaces.cache_hooks import cached
 from tradeoff.spaces.cache_named import named_schedules
-from tradeoff.workloads.tiny_pixart import DigitsPipe, digits, load_test_bed
+from tradeoff.workloads.tiny_pixart import BedSpec, DigitsPipe, digits, load_test_bed
 
 OUT = Path(__file__).parent / "results"
 REFINED = False
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2, help="seeds per prompt (the 10 digits are the prompts)")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats for the measured speed-ups")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--layers", type=int, default=6, help="transformer blocks of the test bed (trained once per depth, cached)")
     ap.add_argument("--out", default=str(OUT), help="where the tables and pictures go")
     args = ap.parse_args()
     OUT = Path(args.out)
@@ -82,7 +83,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
-    bed = load_test_bed()
+    bed = load_test_bed(BedSpec(layers=args.layers))
     real, _ = digits("test")
     seeds = list(range(args.seeds))
     wl = to.caching(bed.pipe, prompts=list(range(10)), seeds=seeds, steps=20, classifier=bed.classifier,
@@ -205,7 +206,7 @@ def main() -> None:
     REFINED = bool(args.refine)
     _plots(rows, base, picks, speed, gens, bed, wl, {**{k: named[k] for k in BASELINES}, **{k: v["schedule"] for k, v in picks.items()}})
     total = time.perf_counter() - t_start
-    md = (f"# ECAD on the tiny PixArt digits test bed\n\nbudget {args.budget}, population {args.pop}, "
+    md = (f"# ECAD on the tiny PixArt digits test bed ({args.layers} blocks)\n\nbudget {args.budget}, population {args.pop}, "
           f"local refinement {args.refine} trials, load average at the end {os.getloadavg()[0]:.1f}, "
           f"{len(seeds) * 10} calibration images, {total / 60:.1f} min in all (2-core CPU; the measured speed-ups are noisy)\n\n"
           f"{table1}\n\n{summary}\n\n{table2}\n\n{table3}\n\n{table4}\n")
@@ -217,7 +218,10 @@ def main() -> None:
 
 
 def to_json(row: dict) -> dict:
-    return {k: ("".join("1" if b else "0" for b in v.ravel()) if k == "schedule" else v) for k, v in row.items()}
+    out = {k: ("".join("1" if b else "0" for b in v.ravel()) if k == "schedule" else v) for k, v in row.items()}
+    if "schedule" in row:
+        out["blocks"] = int(row["schedule"].shape[1])
+    return out
 
 
 def _plots(rows, base, picks, speed, gens, bed, wl, schedules) -> None:
