@@ -11,7 +11,7 @@ torch.compile} x {float32, float16} x {batch 1, 32}, each timed with CUDA events
 measures one row again, to check it on a real GPU.
 
 It needs only torch, torchvision and numpy (``tradeoff.hardware`` imports without the search's
-libraries, which the lent GPU machines lack).
+libraries, which a bare GPU machine may lack).
 """
 
 from __future__ import annotations
