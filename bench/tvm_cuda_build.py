@@ -1,7 +1,7 @@
 """Build a small CNN for CUDA on this CPU-only machine and export a library that embeds compiled code.
 
-Why the detour: the lent GPU machine can only carry a runtime copy of TVM, without NVRTC, so the
-library must hold a fatbin, not CUDA source. In the apache-tvm 0.27 wheel the compiler library
+Why the detour: a GPU machine with only a runtime copy of TVM (no compiler, no NVRTC) needs a
+library that holds a fatbin, not CUDA source. In the apache-tvm 0.27 wheel the compiler library
 alone makes a "fallback" CUDA module that keeps *source* (compiled by NVRTC when loaded); only
 when ``libtvm_runtime_cuda.so`` is loaded does ``target.build.cuda`` find ``ffi.Module.create.cuda``
 and compile at build time, through ``tvm_callback_cuda_compile`` (tvm.support.nvcc), which with
