@@ -156,3 +156,33 @@ def test_a_mask_too_large_for_a_float_is_infinite_and_searchable():
                       lambda c: {"ones": float(c["m"].sum()), "zeros": float((~c["m"]).sum())},
                       budget=4, algorithm="random", tracking=None)
     assert len(front.trials) == 4 and all(t.ok for t in front.trials)
+
+
+def test_configs_of_one_model_share_a_key_and_the_rule_survives_rows_and_pickling():
+    import pickle
+
+    import pandas as pd
+
+    from tradeoff.workloads.table import table_workload
+
+    # four configs, three models: (a=1, b=2) and (a=2, b=1) are the same model (say, a symmetric cell)
+    frame = pd.DataFrame([{"a": 1, "b": 1, "model": "m11", "acc": 0.5}, {"a": 1, "b": 2, "model": "m12", "acc": 0.7},
+                          {"a": 2, "b": 1, "model": "m12", "acc": 0.7}, {"a": 2, "b": 2, "model": "m22", "acc": 0.9}])
+    wl = table_workload(frame, params=["a", "b"], metrics=["acc"], directions={"acc": "maximize"}, identity="model")
+    sp = wl.space
+    assert sp.key({"a": 1, "b": 2}) == sp.key({"a": 2, "b": 1}) != sp.key({"a": 2, "b": 2})
+    assert sp.n_configs == 3 and wl.info["models"] == 3
+    sparse = table_workload(frame.iloc[1:], params=["a", "b"], metrics=["acc"], identity="model").space
+    assert sparse.rows is not None and sparse.n_configs == 2        # rows kept, counted by model
+    assert sparse.key({"a": 1, "b": 2}) == sparse.key({"a": 2, "b": 1})
+    assert pickle.loads(pickle.dumps(sp)).key({"a": 2, "b": 1}) == sp.key({"a": 1, "b": 2})
+    with pytest.raises(ValueError, match="3 is not one of"):
+        sp.key({"a": 1, "b": 3})                                    # the rule does not hide bad values
+    with pytest.raises(ValueError, match="identity: table has no column .arch.; it has a, b, model, acc"):
+        table_workload(frame, params=["a", "b"], metrics=["acc"], identity="arch")
+    # every algorithm evaluates each model once, and the space is exhausted at three
+    for algorithm in ("random", "local", "predictive", "nsga2"):
+        front = to.search(wl.space, {"acc": "maximize"}, wl.evaluate, budget=10, algorithm=algorithm, seed=1,
+                          tracking=None)
+        assert len(front.trials) == 3, algorithm
+        assert len({(t.config["a"], t.config["b"]) for t in front.trials} & {(1, 2), (2, 1)}) == 1, algorithm

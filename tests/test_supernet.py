@@ -72,3 +72,32 @@ def test_joint_workload_ignores_absent_slots_and_refuses_bad_input(sup, tmp_path
     arch = make_workload("supernet", train_steps=STEPS)
     assert set(arch.space.names) == set(extreme("max")) and len(SPEC["resolutions"]) == 3
     assert np.isfinite(arch.evaluate(arch.baselines["largest"])["accuracy"])
+
+
+def test_configs_of_one_subnet_share_a_key_and_are_evaluated_once(sup):
+    import pickle
+
+    wl = to.supernet(train_steps=STEPS, bits=[8, 32], keep=[0.5, 1.0], finetune_steps=0)
+    small = dict(wl.baselines["smallest"])                        # depth 1 everywhere: b1, b2 run nothing
+    ghost = dict(small, **{"arch.s0b1.kernel": 5, "arch.s1b2.expand": 4, "quant.s2b1": 8, "prune.s0b2": 0.5})
+    assert wl.space.key(ghost) == wl.space.key(small)
+    for live in ({"arch.s0b0.kernel": 5}, {"quant.s0b0": 8}, {"prune.s1b0": 0.5}, {"quant.head": 8},
+                 {"arch.depth0": 2}):
+        assert wl.space.key(dict(small, **live)) != wl.space.key(small), live
+    deeper = dict(small, **{"arch.depth0": 2})                    # s0b1 runs now: its settings count
+    assert wl.space.key(dict(deeper, **{"arch.s0b1.kernel": 5})) != wl.space.key(deeper)
+    restored = pickle.loads(pickle.dumps(wl.space))               # checkpoints and workers keep the rule
+    assert restored.key(ghost) == restored.key(small)
+    arch = to.supernet(train_steps=STEPS)
+    a = dict(arch.baselines["smallest"])
+    assert arch.space.key(dict(a, **{"s2b2.kernel": 5})) == arch.space.key(a)
+
+    # a local search's one-gene moves mostly touch slots that run nothing here; none is evaluated twice
+    front = to.search(wl.space, {"accuracy": "maximize", "n_int8": "minimize"}, wl.evaluate, budget=12,
+                      algorithm="local", seed=0, tracking=None, initial=[small])
+    def subnet(c):  # what the evaluation builds: resolution, depths, and the settings of the slots that run
+        a = {k[5:]: v for k, v in c.items() if k.startswith("arch.")}
+        run = set(active_slots(a)) | {"stem", "head"}
+        return tuple(sorted((k, v) for k, v in c.items() if "b" not in k.split(".")[1] or k.split(".")[1] in run))
+
+    assert len(front.trials) == 12 and len({subnet(t.config) for t in front.trials}) == 12

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -48,11 +48,29 @@ class Space:
         self._rows: list[Config] | None = None  # the configs that exist, for a sparse table (None: all do)
         self._row_keys: dict[str, int] = {}
         self._row_features: np.ndarray | None = None
+        self._canonical: Callable[[Config], Config] | None = None
+
+    # -- equivalent configs (one model reached by several configs) -----------------------------
+    def with_canonical(self, canonical: Callable[[Config], Config]) -> Space:
+        """The same space where ``key`` identifies the model, not the config: configs that build the
+        same model (an isomorphic cell, a block's settings below its stage's depth) share the key of
+        ``canonical(config)``, so a search evaluates each model once. ``canonical`` must pickle."""
+        out = Space(self._params)
+        out._canonical = canonical
+        if self._rows is not None:
+            out._rows = list(self._rows)
+            out._row_keys = {out.key(r): i for i, r in enumerate(out._rows)}
+        return out
+
+    @property
+    def canonical(self) -> Callable[[Config], Config] | None:
+        return self._canonical
 
     # -- sparse spaces (a table that is not the full cross product of its columns) -------------
     def with_rows(self, rows: list[Mapping[str, Any]]) -> Space:
         """The same params, restricted to these configs: sampling and ``nearest_row`` stay on them."""
         out = Space(self._params)
+        out._canonical = self._canonical
         out._rows = [out.validate(r) for r in rows]
         out._row_keys = {out.key(r): i for i, r in enumerate(out._rows)}
         return out
@@ -135,8 +153,12 @@ class Space:
         return out
 
     def key(self, config: Mapping[str, Any]) -> str:
-        """A stable id: equal configs get equal keys across processes and runs."""
-        parts = [f"{n}={p.key_part(p.validate(config[n]))}" for n, p in self._params.items()]
+        """A stable id: equal configs (or, with ``with_canonical``, configs of one model) get equal keys
+        across processes and runs."""
+        values = {n: p.validate(config[n]) for n, p in self._params.items()}
+        if self._canonical is not None:
+            values = self._canonical(values)
+        parts = [f"{n}={p.key_part(p.validate(values[n]))}" for n, p in self._params.items()]
         return hashlib.sha1(";".join(parts).encode()).hexdigest()[:16]
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:

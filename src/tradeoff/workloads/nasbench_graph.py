@@ -2,7 +2,8 @@
 
 Every raw (link, op1..op4) choice is mapped to its canonical architecture with the package's
 own ``valid_hash``, so the searched space is the full 9 x 9^4 grid and isomorphic designs share
-one table row, as they would share one trained model.
+one table row, as they would share one trained model; the space keys configs by that hash, so a
+search evaluates each architecture once.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def nasbench_graph_frame(dataset: str = "cora"):
 def make_nasbench_graph(dataset: str = "cora") -> Workload:
     frame = nasbench_graph_frame(dataset)
     wl = table_workload(frame, params=["link", "op1", "op2", "op3", "op4"], metrics=list(DIRECTIONS),
-                        directions=DIRECTIONS, name=f"nasbench_graph:{dataset}")
+                        directions=DIRECTIONS, name=f"nasbench_graph:{dataset}", identity="arch")
     wl.default_objectives = {"accuracy": "maximize", "latency_ms": "minimize"}
     wl.info.update(dataset=dataset, architectures=int(frame["arch"].nunique()))
     return wl

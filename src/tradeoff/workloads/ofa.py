@@ -19,7 +19,7 @@ import numpy as np
 from ..spaces.params import Bits
 from ..spaces.space import Config, Space
 from . import Workload, evaluate_on_artifact, register_workload
-from .supernet import SPEC, Supernet, active_slots, extreme, load_supernet, slots
+from .supernet import SPEC, InactiveSlots, Supernet, active_slots, extreme, load_supernet, slots
 
 
 def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]], bits: Sequence[int] | None = None,
@@ -41,6 +41,8 @@ def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]
         parts["prune"] = pspace
     joint = len(parts) > 1
     space = Space.join(parts) if joint else arch
+    if joint:  # a slot the subnet does not run has no bits or keep ratio either: one key per model
+        space = space.with_canonical(InactiveSlots(space, spec, arch_prefix="arch"))
     accs = {r: Accuracy(d["x_val"], d["y_val"], split=d["split"]) for r, d in data.items()}
 
     def split(config: Config) -> tuple[Config, Config, Config]:

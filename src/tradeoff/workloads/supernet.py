@@ -35,13 +35,40 @@ def slots(spec: Mapping[str, Any] = SPEC) -> list[str]:
 
 
 def arch_space(spec: Mapping[str, Any] = SPEC) -> Space:
-    """Resolution, depth per stage, and expand ratio and kernel per block slot."""
+    """Resolution, depth per stage, and expand ratio and kernel per block slot; configs that differ
+    only in slots below their stage's depth are one subnet, with one key."""
     params: dict[str, Any] = {"res": Choice(list(spec["resolutions"]))}
     params.update({f"depth{s}": Choice(list(spec["depths"])) for s in range(len(spec["widths"]))})
     for slot in slots(spec):
         params[f"{slot}.expand"] = Choice(list(spec["expands"]))
         params[f"{slot}.kernel"] = Choice(list(spec["kernels"]))
-    return Space(params)
+    space = Space(params)
+    return space.with_canonical(InactiveSlots(space, spec))
+
+
+class InactiveSlots:
+    """One key per subnet: the params of block slots a config does not run (past its stage's depth)
+    are set to their defaults before keying, whatever part of a joined space they are in."""
+
+    def __init__(self, space: Space, spec: Mapping[str, Any] = SPEC, arch_prefix: str = ""):
+        self.spec = dict(spec)
+        self.arch_prefix = arch_prefix
+        every = set(slots(spec))
+        default = space.default()
+        self.fixed: dict[str, tuple[str, Any]] = {}  # param -> (its slot, the value it is keyed at)
+        for name in space.names:
+            slot = next((part for part in name.split(".") if part in every), None)
+            if slot is not None:
+                self.fixed[name] = (slot, default[name])
+
+    def __call__(self, config: Config) -> Config:
+        arch = Space.split(config, self.arch_prefix) if self.arch_prefix else config
+        active = set(active_slots(arch, self.spec))
+        out = dict(config)
+        for name, (slot, value) in self.fixed.items():
+            if slot not in active:
+                out[name] = value
+        return out
 
 
 def active_slots(config: Mapping[str, Any], spec: Mapping[str, Any] = SPEC) -> list[str]:

@@ -64,15 +64,44 @@ def check_table(frame, params: Sequence[str], metrics: Sequence[str], source: st
                          f"and again at {where(i)} ({int(dup.sum())} duplicate rows); keep one row per configuration")
 
 
+class SameModel:
+    """Maps a config to the first row of the same model (rows that share the ``identity`` column), so
+    configurations of one model share a key and a search evaluates it once."""
+
+    def __init__(self, params: Sequence[str], first: dict[tuple, tuple]):
+        self.params = list(params)
+        self.first = first
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        key = tuple(config[p] for p in self.params)
+        return dict(zip(self.params, self.first.get(key, key)))
+
+
+def same_model(frame, params: Sequence[str], identity: str) -> SameModel:
+    first_of: dict[Any, tuple] = {}
+    first: dict[tuple, tuple] = {}
+    for key, ident in zip(frame[list(params)].itertuples(index=False, name=None), frame[identity].tolist()):
+        f = first_of.setdefault(ident, tuple(key))
+        if f != tuple(key):
+            first[tuple(key)] = f
+    return SameModel(params, first)
+
+
 def table_workload(frame, params: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
-                   directions: dict[str, str] | None = None, name: str = "table", source: str = "table") -> Workload:
-    """A workload whose evaluate looks the config up in ``frame`` (one row per configuration)."""
+                   directions: dict[str, str] | None = None, name: str = "table", source: str = "table",
+                   identity: str | None = None) -> Workload:
+    """A workload whose evaluate looks the config up in ``frame`` (one row per configuration).
+
+    ``identity`` names a column that identifies the model a row describes (an architecture hash):
+    rows that share it are one model, evaluated once by a search."""
     directions = dict(directions or {})
     cols = list(frame.columns)
+    if identity is not None and identity not in cols:
+        raise ValueError(f"identity: table has no column {identity!r}; it has {', '.join(cols)}")
     if metrics is None:
-        metrics = [c for c in cols if c in directions] or [c for c in cols if c not in (params or [])]
+        metrics = [c for c in cols if c in directions] or [c for c in cols if c not in (params or []) and c != identity]
     if params is None:
-        params = [c for c in cols if c not in metrics]
+        params = [c for c in cols if c not in metrics and c != identity]
     missing = [c for c in [*params, *metrics] if c not in cols]
     if missing:
         raise ValueError(f"table has no column {', '.join(missing)}; it has {', '.join(cols)}")
@@ -87,8 +116,14 @@ def table_workload(frame, params: Sequence[str] | None = None, metrics: Sequence
     for key, row in zip(frame[list(params)].itertuples(index=False, name=None), values):
         lookup.setdefault(tuple(key), dict(zip(metrics, row.tolist())))
 
-    if len(lookup) < space.cardinality:  # sparse: the space knows its rows, so no trial asks for a missing one
+    # sparse: the space knows its rows, so no trial asks for a missing one; with an identity column it
+    # knows them too, so it counts models, not configurations
+    if len(lookup) < space.cardinality or identity is not None:
         space = space.with_rows([dict(zip(params, k)) for k in lookup])
+    info: dict[str, Any] = {"rows": len(frame), "unique_configs": len(lookup)}
+    if identity is not None:
+        space = space.with_canonical(same_model(frame, params, identity))
+        info["models"] = int(frame[identity].nunique())
 
     def evaluate(config: dict[str, Any]) -> dict[str, float]:
         key = tuple(config[p] for p in params)
@@ -103,11 +138,11 @@ def table_workload(frame, params: Sequence[str] | None = None, metrics: Sequence
 
     return Workload(name, space, evaluate, metrics={m: directions.get(m, "minimize") for m in metrics},
                     default_objectives={m: directions[m] for m in metrics if m in directions},
-                    true_front=true_front, info={"rows": len(frame), "unique_configs": len(lookup)})
+                    true_front=true_front, info=info)
 
 
 @register_workload("table")
 def make_table(path: str, params: list[str] | None = None, metrics: list[str] | None = None,
-               directions: dict[str, str] | None = None) -> Workload:
+               directions: dict[str, str] | None = None, identity: str | None = None) -> Workload:
     return table_workload(read_table(path), params, metrics, directions, name=f"table:{Path(path).name}",
-                          source=str(path))
+                          source=str(path), identity=identity)

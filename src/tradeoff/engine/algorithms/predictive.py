@@ -267,11 +267,25 @@ class Predictive(Algorithm):
         ref = z(np.asarray(self.reference, float)) if self.reference is not None and self.use_reference \
             else np.full(self.n_objectives, 1.1)
         top = prefilter(z(mu - self.kappa * sd), self.max_candidates)
+        if self.space.canonical is not None:  # the pool may hold other configs of models already asked
+            top = self._one_per_model(cands, top)
+            if not len(top):
+                return
         genes = np.array([self.space.to_genes(cands[i]) for i in top])
         picks = select_batch(z(mu[top]), sd[top] / span, z(front_pts), ref, n, self.rng, pf[top], genes,
                              draws=self.draws)
         for i in picks:
             self._claim(cands[int(top[i])], out, arm)
+
+    def _one_per_model(self, cands, idx: np.ndarray) -> np.ndarray:
+        """The candidates (of ``idx``) whose model is not asked yet, one config per model."""
+        keep, models = [], set()
+        for i in idx:
+            k = self.space.key(cands[int(i)])
+            if k not in self.asked and k not in models:
+                models.add(k)
+                keep.append(int(i))
+        return np.array(keep, dtype=int)
 
     # -- tell ----------------------------------------------------------------------------------
     def tell(self, configs, values, violations):
