@@ -28,7 +28,7 @@ def test_bad_names_and_arguments_are_refused_naming_the_field():
         timm_family(models=MODELS, steps=[2], early_stop=2.0)
 
 
-def test_space_flattens_choices_and_ignores_the_unchosen_models_arguments():
+def test_space_flattens_choices_and_ignores_the_unchosen_models_arguments(monkeypatch):
     space = family_space(MODELS)
     assert space.names == ["model", "test_resnet.drop_rate", "test_vit.patch_size"]  # fixed args are not searched
     config = {"model": "test_vit", "test_resnet.drop_rate": 0.2, "test_vit.patch_size": 8}
@@ -39,6 +39,15 @@ def test_space_flattens_choices_and_ignores_the_unchosen_models_arguments():
     snapped = space.nearest_row({"model": "test_vit", "test_resnet.drop_rate": 0.2, "test_vit.patch_size": 8})
     assert snapped["test_resnet.drop_rate"] == space["test_resnet.drop_rate"].default()
     assert snapped["test_vit.patch_size"] == 8
+    # and configs are keyed by the model they build, also where the space is too large for rows
+    from tradeoff.workloads import model_family
+
+    other = dict(config, **{"test_resnet.drop_rate": space["test_resnet.drop_rate"].default()})
+    assert space.key(config) == space.key(other) != space.key(dict(config, **{"test_vit.patch_size": 4}))
+    monkeypatch.setattr(model_family, "MAX_ROWS", 1)
+    large = family_space(MODELS)
+    assert large.rows is None and large.key(config) == large.key(other)
+    assert large.key(dict(config, model="test_resnet")) != large.key(dict(other, model="test_resnet"))
 
 
 def test_ladder_stops_at_the_first_rung_when_told():

@@ -47,6 +47,7 @@ class Space:
         self._gene_slices = slices
         self._rows: list[Config] | None = None  # the configs that exist, for a sparse table (None: all do)
         self._row_keys: dict[str, int] = {}
+        self._raw_row_keys: set[str] = set()   # with a canonical rule: the rows' own keys
         self._row_features: np.ndarray | None = None
         self._canonical: Callable[[Config], Config] | None = None
 
@@ -59,7 +60,7 @@ class Space:
         out._canonical = canonical
         if self._rows is not None:
             out._rows = list(self._rows)
-            out._row_keys = {out.key(r): i for i, r in enumerate(out._rows)}
+            out._row_keys = out._keys_of_rows()
         return out
 
     @property
@@ -72,8 +73,17 @@ class Space:
         out = Space(self._params)
         out._canonical = self._canonical
         out._rows = [out.validate(r) for r in rows]
-        out._row_keys = {out.key(r): i for i, r in enumerate(out._rows)}
+        out._row_keys = out._keys_of_rows()
         return out
+
+    def _keys_of_rows(self) -> dict[str, int]:
+        keys: dict[str, int] = {}
+        self._raw_row_keys = set()
+        for i, r in enumerate(self._rows or []):
+            keys.setdefault(self.key(r), i)   # rows of one model: the first stands for them
+            if self._canonical is not None:
+                self._raw_row_keys.add(self._raw_key(r))
+        return keys
 
     @property
     def rows(self) -> list[Config] | None:
@@ -87,8 +97,12 @@ class Space:
     def nearest_row(self, config: Mapping[str, Any], exclude: Any = ()) -> Config:
         """The config itself when it exists, else the closest existing one (in features) whose key is
         not in ``exclude`` (the evaluated ones), so a search never asks for a config that is not there."""
-        if self._rows is None or self.key(config) in self._row_keys:
+        if self._rows is None:
             return dict(config)
+        at = self._row_keys.get(self.key(config))
+        if at is not None:  # the config's own row, else the row of the same model
+            own = self._canonical is None or self._raw_key(self.validate(config)) in self._raw_row_keys
+            return dict(config) if own else dict(self._rows[at])
         if self._row_features is None:
             self._row_features = self.encode_many(self._rows)
         d = np.linalg.norm(self._row_features - self.encode(config), axis=1)
@@ -156,9 +170,10 @@ class Space:
         """A stable id: equal configs (or, with ``with_canonical``, configs of one model) get equal keys
         across processes and runs."""
         values = {n: p.validate(config[n]) for n, p in self._params.items()}
-        if self._canonical is not None:
-            values = self._canonical(values)
-        parts = [f"{n}={p.key_part(p.validate(values[n]))}" for n, p in self._params.items()]
+        return self._raw_key(self._canonical(values) if self._canonical is not None else values)
+
+    def _raw_key(self, config: Mapping[str, Any]) -> str:
+        parts = [f"{n}={p.key_part(p.validate(config[n]))}" for n, p in self._params.items()]
         return hashlib.sha1(";".join(parts).encode()).hexdigest()[:16]
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:

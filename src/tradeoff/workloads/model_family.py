@@ -40,7 +40,7 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-MAX_ROWS = 100_000   # beyond this many canonical configs the space stays a plain cross product
+MAX_ROWS = 100_000   # beyond this many canonical configs the space keys configs by their model instead
 
 
 def _choices(v: Any) -> list:
@@ -54,10 +54,11 @@ def family_space(models: Mapping[str, Mapping[str, Any]]) -> Space:
         for a, v in args.items():
             if len(_choices(v)) > 1:
                 params[f"{m}.{a}"] = Choice(_choices(v))
-    space = Space(params)
-    # the arguments of the models not chosen change nothing: only canonical configs (those arguments
-    # at their first choice) exist, so a search never asks for the same model twice under two names
-    rows: list[Config] = []
+    owner = {f"{m}.{a}": m for m, args in models.items() for a, v in args.items() if len(_choices(v)) > 1}
+    # the arguments of the models not chosen change nothing: configs are keyed by the model they build
+    # (those arguments at their first choice), so a search never asks for one model twice under two names
+    space = Space(params).with_canonical(UnchosenArgs(owner, Space(params).default()))
+    rows: list[Config] = []   # and, when few enough, only those canonical configs exist (sampling stays on them)
     for m, args in models.items():
         free = [(f"{m}.{a}", _choices(v)) for a, v in args.items() if len(_choices(v)) > 1]
         for combo in itertools.product(*(c for _, c in free)):
@@ -67,6 +68,17 @@ def family_space(models: Mapping[str, Mapping[str, Any]]) -> Space:
             if len(rows) > MAX_ROWS:
                 return space
     return space.with_rows(rows)
+
+
+class UnchosenArgs:
+    """A family config with the arguments of the models it does not build at their defaults."""
+
+    def __init__(self, owner: Mapping[str, str], default: Config):
+        self.owner, self.default = dict(owner), dict(default)
+
+    def __call__(self, config: Config) -> Config:
+        m = config["model"]
+        return {k: (self.default[k] if self.owner.get(k, m) != m else v) for k, v in config.items()}
 
 
 def ctor_kwargs(models: Mapping[str, Mapping[str, Any]], config: Config) -> tuple[str, dict[str, Any]]:
