@@ -236,6 +236,32 @@ def summary(results: list[dict], problems: list[str], algorithms: list[str], who
     return "\n".join(lines)
 
 
+def before_after(before: list[dict], after: list[dict], problems: list[str], algorithms: list[str]) -> str:
+    """Median regret of each (problem, algorithm) in an earlier run's results and in these, same seeds;
+    a problem with no exact front is scored against the front pooled over both."""
+    import copy
+
+    tag = lambda rs, t: [dict(copy.deepcopy(r), _set=t) for r in rs]  # noqa: E731
+    both = pooled_regret(tag(before, "before") + tag(after, "after"))  # pooled: one front over both sets
+    lines = ["| problem | algorithm | seeds | " + " | ".join(f"@{k} before -> after" for k in CHECKPOINTS) + " |",
+             "|" + "---|" * (len(CHECKPOINTS) + 3)]
+    for p in problems:
+        for a in algorithms:
+            runs = {t: {r["seed"]: r for r in both if r["_set"] == t and r["problem"] == p and r["algorithm"] == a}
+                    for t in ("before", "after")}
+            seeds = sorted(set(runs["before"]) & set(runs["after"]))
+            if not seeds:
+                continue
+            cells = []
+            for k in CHECKPOINTS:
+                v = {t: [runs[t][s]["regret"][str(k)] for s in seeds if str(k) in runs[t][s]["regret"]]
+                     for t in runs}
+                cells.append(f"{np.median(v['before']):.3f} -> {np.median(v['after']):.3f}"
+                             if v["before"] and v["after"] else "—")
+            lines.append(f"| {p} | {a} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def predictor_quality(problems: list[str], n_train: int = 100, seed: int = 0) -> str:
     """Held-out Kendall tau (3-fold CV on ``n_train`` random configs) of each predictor on each table."""
     from tradeoff.predictors.encodings import structured_features
@@ -301,6 +327,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--fresh", action="store_true", help="forget earlier runs logged in the output folder")
+    ap.add_argument("--before", default=None,
+                    help="an earlier run's search_efficiency.json: also print its median regret beside these")
     args = ap.parse_args(argv)
     problems = [q for p in args.problems.split(",") for q in GROUPS.get(p, [p])]
     unknown = [p for p in problems if p not in PROBLEMS]
@@ -340,6 +368,9 @@ def main(argv=None) -> int:
     results = pooled_regret(results)
     md = (table(results, problems, algorithms) + "\n\n" + wins(results, problems, algorithms) + "\n\n"
           + summary(results, problems, algorithms))
+    if args.before:
+        md += ("\n\nBefore -> after (the same seeds; the earlier run: " + Path(args.before).name + "):\n\n"
+               + before_after(json.loads(Path(args.before).read_text()), results, problems, algorithms))
     if args.predictors:
         md += "\n\nHeld-out Kendall tau (3-fold CV, 100 random configs):\n\n" + predictor_quality(
             [p for p in problems if p.startswith("nbg")])
