@@ -186,3 +186,15 @@ def test_configs_of_one_model_share_a_key_and_the_rule_survives_rows_and_picklin
                           tracking=None)
         assert len(front.trials) == 3, algorithm
         assert len({(t.config["a"], t.config["b"]) for t in front.trials} & {(1, 2), (2, 1)}) == 1, algorithm
+
+
+def test_a_canonical_rule_keeps_a_buildable_space_buildable():
+    from tradeoff.workloads.convnets import convnet_space
+
+    space = convnet_space(n_stages=2)
+    c = space.sample(np.random.default_rng(0))
+    widest = lambda cfg: dict(cfg, w0=space["w0"].values[-1])  # noqa: E731 - a rule that ignores w0
+    ruled = space.with_canonical(widest)
+    assert type(ruled) is type(space) and ruled.build(c) is not None
+    assert ruled.key(dict(c, w0=space["w0"].values[0])) == ruled.key(dict(c, w0=space["w0"].values[1]))
+    assert space.key(dict(c, w0=space["w0"].values[0])) != space.key(dict(c, w0=space["w0"].values[1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -56,8 +57,9 @@ class Space:
         """The same space where ``key`` identifies the model, not the config: configs that build the
         same model (an isomorphic cell, a block's settings below its stage's depth) share the key of
         ``canonical(config)``, so a search evaluates each model once. ``canonical`` must pickle."""
-        out = Space(self._params)
+        out = copy.copy(self)   # a subclass (a buildable space) stays one
         out._canonical = canonical
+        out._row_features = None
         if self._rows is not None:
             out._rows = list(self._rows)
             out._row_keys = out._keys_of_rows()
