@@ -104,7 +104,9 @@ class Predictive(Algorithm):
         while self.initial and len(out) < n:
             self._claim(self.initial.pop(0), out, "initial")
         good = self.history.good()
-        if len(self.asked) < self.n_initial or self.history.ok().sum() < 4:
+        if len(self.asked) < self.n_initial:  # the initial design: exactly n_initial random configs
+            self._fill_random(out, min(n, len(out) + self.n_initial - len(self.asked)))
+        if len(out) >= n or self.history.ok().sum() < 4:
             self._fill_random(out, n)
             return out
         t0 = time.perf_counter()
@@ -115,11 +117,11 @@ class Predictive(Algorithm):
             cands = neighbours(self.space, [self.history.G[i] for i in front], self.asked, self.rng,
                                radius=self.local_radius)
             self._take(models, cands, slots["local"], out, "local", good)
-        if slots.get("model"):
-            cands, C = self._candidates(models)
-            self._take(models, cands, n - len(out) - slots.get("inner", 0), out, "model", good, C)
         if slots.get("inner"):
-            self._from_inner(n - len(out), out)
+            self._from_inner(min(slots["inner"], n - len(out)), out)
+        if slots.get("model"):  # last, so it also fills what the other arms could not (a repeat, no neighbour)
+            cands, C = self._candidates(models)
+            self._take(models, cands, n - len(out), out, "model", good, C)
         self._fill_random(out, n)
         self.rounds += 1
         self.arm_log.append({"evaluated": len(self.history.Y), "slots": slots,
