@@ -172,10 +172,14 @@ class Space:
         """A stable id: equal configs (or, with ``with_canonical``, configs of one model) get equal keys
         across processes and runs."""
         values = {n: p.validate(config[n]) for n, p in self._params.items()}
-        return self._raw_key(self._canonical(values) if self._canonical is not None else values)
+        if self._canonical is not None:
+            rep = self._canonical(values)
+            values = {n: p.validate(rep[n]) for n, p in self._params.items()}
+        return self._raw_key(values)
 
-    def _raw_key(self, config: Mapping[str, Any]) -> str:
-        parts = [f"{n}={p.key_part(p.validate(config[n]))}" for n, p in self._params.items()]
+    def _raw_key(self, values: Mapping[str, Any]) -> str:
+        """The key of already validated values, with no canonical rule applied."""
+        parts = [f"{n}={p.key_part(values[n])}" for n, p in self._params.items()]
         return hashlib.sha1(";".join(parts).encode()).hexdigest()[:16]
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:
