@@ -245,3 +245,44 @@ def test_checkpoint_refers_to_the_space_instead_of_copying_it():
     assert study.algorithm.history.space is fresh.space
     front = study.run()
     assert [t.key for t in front.trials] == [t.key for t in ref.trials]
+
+
+def test_a_log_from_before_the_space_keyed_models_resumes_without_evaluating_a_model_twice():
+    """A search logged while configs of one model still had keys of their own (a NAS table before its
+    identity column was declared), resumed on the space that keys models: the logged config answers
+    for its model."""
+    import pandas as pd
+
+    from tradeoff.engine.study import Study
+    from tradeoff.workloads.table import table_workload
+
+    # a symmetric cell: (a, b) and (b, a) are one model; 9 configs, 6 models
+    frame = pd.DataFrame([{"a": a, "b": b, "model": f"m{min(a, b)}{max(a, b)}", "acc": 0.1 * (a + b) + 0.01 * a * b}
+                          for a in (1, 2, 3) for b in (1, 2, 3)])
+    kw = dict(params=["a", "b"], metrics=["acc"], directions={"acc": "maximize"})
+    by_config, by_model = table_workload(frame, **kw), table_workload(frame, **kw, identity="model")
+    assert by_model.space.key({"a": 2, "b": 1}) == by_model.space.key({"a": 1, "b": 2})
+    calls = []
+
+    def interrupting(c):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append((c["a"], c["b"]))
+        return by_config.evaluate(c)
+
+    # the old run measures (2, 1) and (1, 1) and dies asking (1, 2), its next initial config
+    with pytest.raises(KeyboardInterrupt):
+        to.search(by_config.space, {"acc": "maximize"}, interrupting, budget=6, algorithm="random", seed=0,
+                  tracking=None, batch_size=1, initial=[{"a": 2, "b": 1}, {"a": 1, "b": 1}, {"a": 1, "b": 2}])
+    assert calls == [(2, 1), (1, 1)]
+    run_dir = max((Path(os.environ["TRADEOFF_HOME"]) / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    later = []
+
+    def counting(c):
+        later.append((min(c["a"], c["b"]), max(c["a"], c["b"])))
+        return by_model.evaluate(c)
+
+    front = Study.resume(run_dir.name, by_model.space, counting, progress=False).run()
+    assert (1, 2) not in later                          # m12 is known from its logged (2, 1)
+    assert sorted(later) == [(1, 3), (2, 2), (2, 3), (3, 3)]   # the other models, each once
+    assert len(front.trials) == 6

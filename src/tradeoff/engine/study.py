@@ -192,7 +192,7 @@ class Study:
                     initial=[space.from_json(c) for c in meta.get("initial", [])] if not state else ())
         study.resumed = True
         for t in load_trials(run_dir):
-            study._add(t)
+            study._add(t, key=study._model_key(t))
         study._next = next_number(study.trials)
         if state:
             study.elapsed_s, study.batches, study._told = state["elapsed_s"], state["batches"], state["n_trials"]
@@ -327,11 +327,23 @@ class Study:
     def _searched(self) -> int:
         return self._n_searched
 
-    def _add(self, trial: Trial) -> None:
-        """A trial joins the study: its list, the cache of evaluated configs, the count against the budget."""
+    def _add(self, trial: Trial, key: str | None = None) -> None:
+        """A trial joins the study: its list, the cache of evaluated configs (under ``key``, by default
+        its own), the count against the budget."""
         self.trials.append(trial)
-        self.cache[trial.key] = trial
+        self.cache[key or trial.key] = trial
         self._n_searched += not trial.baseline
+
+    def _model_key(self, trial: Trial) -> str:
+        """The key this space gives a logged trial's config. It differs from the logged key when the
+        log predates the space's canonical rule (configs of one model had keys of their own then): the
+        trial then answers for its model, so a resumed search does not evaluate that model again."""
+        if self.space.canonical is None:
+            return trial.key
+        try:
+            return self.space.key(self.space.from_json(trial.config))
+        except (ValueError, KeyError, TypeError):  # a config this space no longer holds keeps its key
+            return trial.key
 
     def _evaluate_baselines(self, t0: float) -> None:
         """Each named baseline once, as a trial tagged with its name (a resumed study skips those done)."""
