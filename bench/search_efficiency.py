@@ -96,6 +96,26 @@ def workload(problem: str):
     return _WORKLOAD[key]
 
 
+def make_variant(spec: str):
+    """An algorithm from ``name`` or ``name/option=value/...`` (``predictive/batch_size=5``), so
+    variants of one algorithm run side by side under their own names."""
+    import ast
+
+    import tradeoff as to
+
+    name, *opts = spec.split("/")
+    options = {}
+    for o in opts:
+        k, sep, v = o.partition("=")
+        if not sep:
+            raise ValueError(f"algorithm variant {spec!r}: options are name=value, got {o!r}")
+        try:
+            options[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            options[k] = v
+    return to.make_algorithm(name, **options)
+
+
 def one_run(problem: str, algorithm: str, seed: int, budget: int) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import tradeoff as to
@@ -105,7 +125,7 @@ def one_run(problem: str, algorithm: str, seed: int, budget: int) -> dict:
     if p.get("pooled"):
         return pooled_run(problem, algorithm, seed, budget, wl)
     ref = reference_for(problem, wl)
-    algo = to.make_algorithm(algorithm)
+    algo = make_variant(algorithm)
     t = time.perf_counter()
     front = to.search(wl.space, p["objectives"], wl.evaluate, budget=budget, algorithm=algo, seed=seed,
                       tracking=None, reference_point=ref)
@@ -129,7 +149,7 @@ def pooled_run(problem: str, algorithm: str, seed: int, budget: int, wl) -> dict
 
     p = PROBLEMS[problem]
     signs = [1.0 if d == "minimize" else -1.0 for d in p["objectives"].values()]
-    algo = to.make_algorithm(algorithm)
+    algo = make_variant(algorithm)
     t = time.perf_counter()
     # no baselines and no reference point: every algorithm starts from nothing, as on the tables
     front = to.search(dataclasses.replace(wl, baselines={}), p["objectives"], budget=budget, algorithm=algo,
@@ -236,6 +256,55 @@ def summary(results: list[dict], problems: list[str], algorithms: list[str], who
     return "\n".join(lines)
 
 
+def median_curve(results: list[dict], problem: str, algorithm: str) -> np.ndarray | None:
+    """The pointwise median regret over seeds, as long as the shortest run."""
+    curves = [r["curve"] for r in results if r["algorithm"] == algorithm and r["problem"] == problem]
+    if not curves:
+        return None
+    n = min(len(c) for c in curves)
+    return np.median(np.array([c[:n] for c in curves]), axis=0)
+
+
+def evaluations_to_match(results: list[dict], problems: list[str], algorithms: list[str],
+                         who: str = "predictive") -> str:
+    """Per problem and checkpoint k: ``who``'s median regret after k evaluations, and the evaluations
+    each other algorithm's median curve needs to reach it (and that as a multiple of k): the
+    "n times fewer evaluations" figure of LINAS and of issue-style goals."""
+    others = [a for a in algorithms if a != who]
+    lines = ["| problem | k | " + who + " regret @k | " + " | ".join(others) + " |",
+             "|" + "---|" * (len(others) + 3)]
+    ratios: dict[str, list[float]] = {a: [] for a in others}
+    for p in problems:
+        mine = median_curve(results, p, who)
+        if mine is None:
+            continue
+        for k in CHECKPOINTS:
+            if len(mine) < k:
+                continue
+            target = mine[k - 1]
+            cells = []
+            for a in others:
+                c = median_curve(results, p, a)
+                if c is None:
+                    cells.append("—")
+                    continue
+                hit = np.flatnonzero(c <= target + 1e-12)
+                if len(hit):
+                    n = int(hit[0]) + 1
+                    ratios[a].append(n / k)
+                    cells.append(f"{n} ({n / k:.1f}x)")
+                else:
+                    ratios[a].append(np.inf)
+                    cells.append(f">{len(c)} (>{len(c) / k:.1f}x)")
+            lines.append(f"| {p} | {k} | {target:.3f} | " + " | ".join(cells) + " |")
+    med = []
+    for a in others:
+        if ratios[a]:
+            m = float(np.median(ratios[a]))
+            med.append(f"{a} {m:.1f}x" if np.isfinite(m) else f"{a} beyond its budget")
+    return "\n".join(lines) + ("\n\nMedian multiple over every (problem, k): " + ", ".join(med) if med else "")
+
+
 def before_after(before: list[dict], after: list[dict], problems: list[str], algorithms: list[str]) -> str:
     """Median regret of each (problem, algorithm) in an earlier run's results and in these, same seeds;
     a problem with no exact front is scored against the front pooled over both."""
@@ -262,8 +331,11 @@ def before_after(before: list[dict], after: list[dict], problems: list[str], alg
     return "\n".join(lines)
 
 
-def predictor_quality(problems: list[str], n_train: int = 100, seed: int = 0) -> str:
-    """Held-out Kendall tau (3-fold CV on ``n_train`` random configs) of each predictor on each table."""
+def predictor_quality(problems: list[str], n_train: int = 100, seed: int = 0,
+                      sets: tuple[str, ...] = ("encode", "structured", "cell")) -> str:
+    """Held-out Kendall tau (3-fold CV on ``n_train`` random configs) of each predictor on each table,
+    on each set of features: ``encode`` (a column per param), ``structured`` (plus operation counts
+    and co-occurrences) and ``cell`` (plus the space's own: depths and paths in the cell)."""
     from tradeoff.predictors.encodings import structured_features
     from tradeoff.predictors.models import make_predictor
     from tradeoff.predictors.quality import cross_validated
@@ -277,7 +349,13 @@ def predictor_quality(problems: list[str], n_train: int = 100, seed: int = 0) ->
         rng = np.random.default_rng(seed)
         configs = [wl.space.sample(rng) for _ in range(n_train)]
         rows = [wl.evaluate(c) for c in configs]
-        for name, feats in (("encode", wl.space.encode_many(configs)), ("structured", structured_features(wl.space, configs))):
+        feature_sets = {"encode": lambda: wl.space.encode_many(configs),
+                        "structured": lambda: structured_features(wl.space.with_features(None), configs),
+                        "cell": lambda: structured_features(wl.space, configs)}
+        for name in sets:
+            if name == "cell" and wl.space.extra_features is None:
+                continue
+            feats = feature_sets[name]()
             for o in spec["objectives"]:
                 y = np.array([r[o] for r in rows])
                 taus = [cross_validated(make_predictor(k, seed), feats, y, folds=3, seed=seed)["kendall_tau"] for k in kinds]
@@ -324,6 +402,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--predictors", action="store_true", help="also each predictor's held-out Kendall tau")
     ap.add_argument("--budget", type=int, default=max(CHECKPOINTS))
+    ap.add_argument("--peer-budget", type=int, default=None,
+                    help="a longer budget for every algorithm but predictive, to count the evaluations each "
+                         "needs to match predictive's regret (the evaluations-to-match table)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--fresh", action="store_true", help="forget earlier runs logged in the output folder")
@@ -337,7 +418,9 @@ def main(argv=None) -> int:
     algorithms = args.algorithms.split(",") if args.algorithms else default_algorithms()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(p, a, s, min(args.budget, BUDGET_CAP.get(a, args.budget)))
+    budget_of = {a: args.budget if a.split("/")[0] == "predictive" or not args.peer_budget else args.peer_budget
+                 for a in algorithms}
+    jobs = [(p, a, s, min(budget_of[a], BUDGET_CAP.get(a.split("/")[0], budget_of[a])))
             for p in problems for a in algorithms for s in range(args.seeds)]
     # every finished run is appended to a log, so an interrupted benchmark continues where it stopped
     log = out / "search_efficiency.jsonl"
@@ -368,6 +451,11 @@ def main(argv=None) -> int:
     results = pooled_regret(results)
     md = (table(results, problems, algorithms) + "\n\n" + wins(results, problems, algorithms) + "\n\n"
           + summary(results, problems, algorithms))
+    if any(a != "predictive" and max((r["budget"] for r in results if r["algorithm"] == a), default=0)
+           > max(CHECKPOINTS) for a in algorithms):
+        md += ("\n\nEvaluations each algorithm needs to match predictive's median regret at 25 / 50 / 100 / 200 "
+               "evaluations (median curve over seeds; in brackets, how many times predictive's count):\n\n"
+               + evaluations_to_match(results, problems, algorithms))
     if args.before:
         md += ("\n\nBefore -> after (the same seeds; the earlier run: " + Path(args.before).name + "):\n\n"
                + before_after(json.loads(Path(args.before).read_text()), results, problems, algorithms))

@@ -76,6 +76,49 @@ def test_grid_rows_have_the_features_of_their_configs_and_skip_the_asked_ones():
     assert len(pool) == grid.size - 2 and 0 not in pool and 7 not in pool and 100 in pool
 
 
+def _cell_link(configs):  # module level: a space's own features must pickle
+    from tradeoff.predictors.encodings import cell_features
+
+    return cell_features([[int(ch) for ch in c["link"]] for c in configs], [[c["op1"], c["op2"], c["op3"]]
+                         for c in configs], ["a", "b", "c"], passes={"a", "b"})
+
+
+def test_a_cell_is_described_by_where_its_operations_sit_and_the_paths_to_its_outputs():
+    import pickle
+
+    from tradeoff.predictors.encodings import cell_features
+
+    # node 1 reads the input, nodes 2 and 3 read node 1, node 4 reads node 2: outputs 3 and 4
+    F = cell_features([[0, 1, 1, 2]], [["gcn", "fc", "gat", "skip"]], ["gat", "gcn", "fc", "skip"],
+                      passes={"gat", "gcn"})
+    k = 4
+    by_depth = F[0, :4 * k].reshape(4, k)
+    assert by_depth.tolist() == [[0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
+    most, mean = F[0, 4 * k:5 * k], F[0, 5 * k:6 * k]
+    assert most.tolist() == [1, 1, 1, 1]              # path 3: gat, gcn; path 4: skip, fc, gcn
+    assert mean.tolist() == [0.5, 1, 0.5, 0.5]
+    assert F[0, 6 * k:].tolist() == [2, 3, 2.5, 2, 1, 1.5]   # outputs, depths; messages passed: most, fewest, mean
+    # a chain and a star of the same operations differ; a cell and its isomorphic twin do not
+    chain, star, twin = cell_features([[0, 1, 2], [0, 0, 0], [0, 0, 1]], [list("aab"), list("aab"), list("aba")],
+                                      ["a", "b", "c"])
+    assert not np.allclose(chain, star)
+    twin_of = cell_features([[0, 0, 2]], [list("baa")], ["a", "b", "c"])[0]   # node 3 reads node 2 instead
+    assert np.allclose(twin, twin_of)
+    # a space carries them to the predictors, through rows, a canonical rule and pickling
+    ops = ["a", "b", "c"]
+    space = Space({"link": Choice(["012", "000", "001"]), "op1": Choice(ops), "op2": Choice(ops),
+                   "op3": Choice(ops)}).with_features(_cell_link)
+    configs = [space.sample(np.random.default_rng(s)) for s in range(6)]
+    plain = structured_features(Space(space.params), configs)
+    full = structured_features(space, configs)
+    assert np.allclose(full[:, :plain.shape[1]], plain) and np.allclose(full[:, plain.shape[1]:], _cell_link(configs))
+    for other in (space.with_rows(configs), space.with_canonical(dict), pickle.loads(pickle.dumps(space))):
+        assert np.allclose(structured_features(other, configs), full)
+    grid = Grid(space)
+    rows = np.array([0, 5, grid.size - 1])
+    assert np.allclose(grid.features(rows), structured_features(space, grid.configs(rows)))
+
+
 @pytest.mark.parametrize("kind", ["rf", "ridge", "gp"])
 def test_lighter_predictors_are_cheaper_copies_that_still_rank(kind):
     rng = np.random.default_rng(0)

@@ -6,7 +6,9 @@ matters for cost, and much for accuracy, is how many of each operation the cell 
 slot. ``structured_features`` appends, for each group of two or more params sharing one value
 set, the count of each value over the group (a bag-of-operations encoding), and, for each pair
 (another unordered choice in the space, operation), an indicator that the two co-occur, so a
-tree or GP sees "this wiring with that operation" directly.
+tree or GP sees "this wiring with that operation" directly. A space that knows more of its own
+structure says so with ``Space.with_features``, and its columns are appended too:
+``cell_features`` gives them for a cell of nodes that each take one earlier node's output.
 """
 
 from __future__ import annotations
@@ -26,7 +28,20 @@ def slot_groups(space) -> list[list[str]]:
 
 
 def structured_features(space, configs: list[dict]) -> np.ndarray:
-    """``encode`` plus value counts per slot group, and (other choice, op) co-occurrence."""
+    """``encode`` plus value counts per slot group, (other choice, op) co-occurrence, and the
+    space's own features (``Space.with_features``)."""
+    out = _grouped(space, configs)
+    return _with_own(space, configs, out)
+
+
+def _with_own(space, configs, X: np.ndarray) -> np.ndarray:
+    own = getattr(space, "extra_features", None)
+    if own is None or not len(configs):
+        return X
+    return np.hstack([X, np.asarray(own(configs), float).reshape(len(configs), -1)])
+
+
+def _grouped(space, configs: list[dict]) -> np.ndarray:
     base = space.encode_many(configs)
     groups = slot_groups(space)
     if not groups:
@@ -58,6 +73,15 @@ def grid_features(space, domains: list[list], index: np.ndarray, structured: boo
     that predicts thousands of configs of an enumerated space every round."""
     names = space.names
     index = np.asarray(index, dtype=int).reshape(-1, len(names))
+    X = _grid_grouped(space, domains, index, structured)
+    if not structured or getattr(space, "extra_features", None) is None:
+        return X
+    configs = [{n: domains[j][i] for j, (n, i) in enumerate(zip(names, ix))} for ix in index]
+    return _with_own(space, configs, X)
+
+
+def _grid_grouped(space, domains: list[list], index: np.ndarray, structured: bool) -> np.ndarray:
+    names = space.names
     n = len(index)
     cols = [np.stack([np.asarray(space[name].features(v), float) for v in domains[j]])[index[:, j]]
             for j, name in enumerate(names)]
@@ -88,3 +112,49 @@ def grid_features(space, domains: list[list], index: np.ndarray, structured: boo
             co[rows, value_index(o, space[o].values)[index[:, pos[o]]]] = present
             extra.append(co.reshape(n, -1))
     return np.hstack([base, *extra])
+
+
+def cell_features(inputs: list[list[int]], ops: list[list], values: list, passes: set | None = None) -> np.ndarray:
+    """Features of cells whose node ``i`` (1-based) applies ``ops[c][i - 1]`` to the output of node
+    ``inputs[c][i - 1]`` (0: the cell's input); the nodes no other node reads are its outputs.
+
+    Per cell: how many nodes hold each operation at each depth (an adjacency encoding that says
+    where in the cell an operation sits), over the paths from the input to each output how many of
+    each operation the path holds (most and mean: a path encoding folded to counts), the number of
+    outputs, the greatest and mean output depth, and, when ``passes`` names the operations that
+    propagate (message passing in a GNN, a convolution in a CNN), the most, fewest and mean such
+    operations on a path: the receptive field of each output."""
+    k, at = len(values), {repr(v): j for j, v in enumerate(values)}
+    onehot = np.eye(k)[np.array([[at[repr(o)] for o in op] for op in ops], dtype=int).reshape(len(ops), -1)]
+    prop = np.array([repr(v) in {repr(p) for p in passes} for v in values], float) if passes is not None else None
+    cells: dict[tuple, list[int]] = defaultdict(list)   # the wiring is shared by many cells: worked out once
+    for r, link in enumerate(inputs):
+        cells[tuple(int(x) for x in link)].append(r)
+    n_nodes = len(inputs[0]) if len(inputs) else 0   # every cell has as many nodes
+    out = np.zeros((len(ops), n_nodes * k + 2 * k + 3 + (3 if prop is not None else 0)))
+    for link, rs in cells.items():
+        n = len(link)
+        depth = [0] * (n + 1)
+        for i in range(n):
+            depth[i + 1] = depth[link[i]] + 1
+        outputs = [i for i in range(1, n + 1) if i not in set(link)]
+        oh = onehot[rs]                                             # cells x nodes x operations
+        by_depth = np.zeros((len(rs), n, k))
+        for i in range(n):
+            by_depth[:, depth[i + 1] - 1] += oh[:, i]
+        paths = []
+        for leaf in outputs:
+            nodes, node = [], leaf
+            while node:
+                nodes.append(node - 1)
+                node = link[node - 1]
+            paths.append(oh[:, nodes].sum(axis=1))
+        paths = np.stack(paths, axis=1)                             # cells x outputs x operations
+        out_depth = [depth[o] for o in outputs]
+        cols = [by_depth.reshape(len(rs), -1), paths.max(axis=1), paths.mean(axis=1),
+                np.tile([len(outputs), max(out_depth), float(np.mean(out_depth))], (len(rs), 1))]
+        if prop is not None:
+            hops = paths @ prop
+            cols.append(np.stack([hops.max(axis=1), hops.min(axis=1), hops.mean(axis=1)], axis=1))
+        out[rs] = np.hstack(cols)
+    return out

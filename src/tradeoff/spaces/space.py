@@ -51,6 +51,7 @@ class Space:
         self._raw_row_keys: set[str] = set()   # with a canonical rule: the rows' own keys
         self._row_features: np.ndarray | None = None
         self._canonical: Callable[[Config], Config] | None = None
+        self._features: Callable[[list[Config]], np.ndarray] | None = None
 
     # -- equivalent configs (one model reached by several configs) -----------------------------
     def with_canonical(self, canonical: Callable[[Config], Config]) -> Space:
@@ -69,11 +70,25 @@ class Space:
     def canonical(self) -> Callable[[Config], Config] | None:
         return self._canonical
 
+    # -- features that know the space's structure (a cell's wiring) ---------------------------
+    def with_features(self, features: Callable[[list[Config]], np.ndarray]) -> Space:
+        """The same space, with ``features(configs)`` (one row per config) appended to what the
+        predictors see: what a space knows of its structure that one column per param cannot say,
+        such as the depth of each operation in a cell and the paths to its output. Must pickle."""
+        out = copy.copy(self)
+        out._features = features
+        return out
+
+    @property
+    def extra_features(self) -> Callable[[list[Config]], np.ndarray] | None:
+        return self._features
+
     # -- sparse spaces (a table that is not the full cross product of its columns) -------------
     def with_rows(self, rows: list[Mapping[str, Any]]) -> Space:
         """The same params, restricted to these configs: sampling and ``nearest_row`` stay on them."""
         out = Space(self._params)
         out._canonical = self._canonical
+        out._features = self._features
         out._rows = [out.validate(r) for r in rows]
         out._row_keys = out._keys_of_rows()
         return out

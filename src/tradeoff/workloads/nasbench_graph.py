@@ -9,11 +9,14 @@ search evaluates each architecture once.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import lru_cache, partial
+
+import numpy as np
 
 from . import Workload, register_workload
 from .table import table_workload
 
+NOT_PASSING = ("fc", "skip")   # operations that pass no messages along the graph's edges
 DIRECTIONS = {"accuracy": "maximize", "test_accuracy": "maximize", "latency_ms": "minimize", "params_m": "minimize"}
 
 
@@ -42,11 +45,23 @@ def nasbench_graph_frame(dataset: str = "cora"):
     return pd.DataFrame(rows)
 
 
+def gnn_cell_features(configs: list[dict], values: tuple[str, ...]) -> np.ndarray:
+    """The cell's structure for the predictors: ``link`` "0112" means node 1 reads the input, node 2
+    and 3 read node 1, node 4 reads node 2 (see ``cell_features``); the operations that pass
+    messages set each output's receptive field, which much of a GNN's accuracy follows."""
+    from ..predictors.encodings import cell_features
+
+    return cell_features([[int(ch) for ch in str(c["link"])] for c in configs],
+                         [[c[f"op{i}"] for i in range(1, 5)] for c in configs], list(values),
+                         passes={v for v in values if v not in NOT_PASSING})
+
+
 @register_workload("nasbench_graph")
 def make_nasbench_graph(dataset: str = "cora") -> Workload:
     frame = nasbench_graph_frame(dataset)
     wl = table_workload(frame, params=["link", "op1", "op2", "op3", "op4"], metrics=list(DIRECTIONS),
                         directions=DIRECTIONS, name=f"nasbench_graph:{dataset}", identity="arch")
     wl.default_objectives = {"accuracy": "maximize", "latency_ms": "minimize"}
+    wl.space = wl.space.with_features(partial(gnn_cell_features, values=tuple(wl.space["op1"].values)))
     wl.info.update(dataset=dataset, architectures=int(frame["arch"].nunique()))
     return wl
