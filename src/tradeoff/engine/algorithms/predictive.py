@@ -2,7 +2,8 @@
 
 Each round refits one predictor per objective on everything evaluated so far — its kind chosen
 per objective by cross-validated quality (Kendall tau, top-10% recall, MAPE), on the space's
-features plus structured ones for cells (bag of operations) — and fills the batch from three
+features plus structured ones for cells (bag of operations) and the space's own where it has
+them (``Space.with_features``: depths and paths in a cell) — and fills the batch from three
 arms:
 
 - ``model``: the whole space (enumerated when small enough, else NSGA-II run on the
