@@ -44,7 +44,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _get(url: str, timeout: float = 10) -> bytes:
+def _get(url: str, timeout: float = 60) -> bytes:  # a loaded machine's server answers its first call slowly
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read()
 
