@@ -30,8 +30,7 @@ def slot_groups(space) -> list[list[str]]:
 def structured_features(space, configs: list[dict]) -> np.ndarray:
     """``encode`` plus value counts per slot group, (other choice, op) co-occurrence, and the
     space's own features (``Space.with_features``)."""
-    out = _grouped(space, configs)
-    return _with_own(space, configs, out)
+    return _with_own(space, configs, _grouped(space, configs))
 
 
 def _with_own(space, configs, X: np.ndarray) -> np.ndarray:
@@ -126,7 +125,8 @@ def cell_features(inputs: list[list[int]], ops: list[list], values: list, passes
     operations on a path: the receptive field of each output."""
     k, at = len(values), {repr(v): j for j, v in enumerate(values)}
     onehot = np.eye(k)[np.array([[at[repr(o)] for o in op] for op in ops], dtype=int).reshape(len(ops), -1)]
-    prop = np.array([repr(v) in {repr(p) for p in passes} for v in values], float) if passes is not None else None
+    passing = {repr(p) for p in passes} if passes is not None else None
+    prop = np.array([repr(v) in passing for v in values], float) if passing is not None else None
     cells: dict[tuple, list[int]] = defaultdict(list)   # the wiring is shared by many cells: worked out once
     for r, link in enumerate(inputs):
         cells[tuple(int(x) for x in link)].append(r)
@@ -137,7 +137,8 @@ def cell_features(inputs: list[list[int]], ops: list[list], values: list, passes
         depth = [0] * (n + 1)
         for i in range(n):
             depth[i + 1] = depth[link[i]] + 1
-        outputs = [i for i in range(1, n + 1) if i not in set(link)]
+        read = set(link)
+        outputs = [i for i in range(1, n + 1) if i not in read]
         oh = onehot[rs]                                             # cells x nodes x operations
         by_depth = np.zeros((len(rs), n, k))
         for i in range(n):

@@ -71,10 +71,11 @@ class Space:
         return self._canonical
 
     # -- features that know the space's structure (a cell's wiring) ---------------------------
-    def with_features(self, features: Callable[[list[Config]], np.ndarray]) -> Space:
+    def with_features(self, features: Callable[[list[Config]], np.ndarray] | None) -> Space:
         """The same space, with ``features(configs)`` (one row per config) appended to what the
         predictors see: what a space knows of its structure that one column per param cannot say,
-        such as the depth of each operation in a cell and the paths to its output. Must pickle."""
+        such as the depth of each operation in a cell and the paths to its output. Must pickle.
+        ``None`` gives the space without them."""
         out = copy.copy(self)
         out._features = features
         return out
