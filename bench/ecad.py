@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats for the measured speed-ups")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--layers", type=int, default=6, help="transformer blocks of the test bed (trained once per depth, cached)")
+    ap.add_argument("--train-steps", type=int, default=BedSpec().train_steps,
+                    help="training steps of the test bed (trained once per setting, cached)")
     ap.add_argument("--out", default=str(OUT), help="where the tables and pictures go")
     args = ap.parse_args()
     OUT = Path(args.out)
@@ -83,7 +85,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
-    bed = load_test_bed(BedSpec(layers=args.layers))
+    bed = load_test_bed(BedSpec(layers=args.layers, train_steps=args.train_steps))
     real, _ = digits("test")
     seeds = list(range(args.seeds))
     wl = to.caching(bed.pipe, prompts=list(range(10)), seeds=seeds, steps=20, classifier=bed.classifier,
