@@ -106,6 +106,42 @@ class GP(Predictor):
         return m * self.sd + self.mu, s * self.sd
 
 
+@dataclass
+class Survival:
+    """The chance that a candidate evaluates at all (no exception, NaN or timeout): a random forest
+    classifier on every trial so far, the failed ones included. Each leaf's share is shrunk toward
+    the overall success rate, so one failure does not condemn its whole neighbourhood."""
+
+    seed: int = 0
+    n_estimators: int = 100
+    prior_weight: float = 2.0   # pseudo-trials at the overall rate added to every leaf
+
+    def fit(self, X: np.ndarray, failed: np.ndarray) -> Survival:
+        from sklearn.ensemble import RandomForestClassifier
+
+        X, failed = np.asarray(X, float), np.asarray(failed, bool)
+        self.rate = float(1.0 - failed.mean())
+        self.model = None
+        if 0.0 < self.rate < 1.0:
+            self.model = RandomForestClassifier(n_estimators=self.n_estimators, min_samples_leaf=1, max_features=0.6,
+                                                random_state=self.seed, n_jobs=1).fit(X, ~failed)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """P(success) for each row of ``X``."""
+        if self.model is None:
+            return np.full(len(X), self.rate)
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        ok_col = list(self.model.classes_).index(True)
+        shares = []
+        for t in self.model.estimators_:  # per tree: the leaf's counts, shrunk toward the overall rate
+            leaf = t.tree_.apply(X32)
+            counts, n = t.tree_.value[leaf][:, 0, :], t.tree_.n_node_samples[leaf]
+            frac = counts[:, ok_col] / np.maximum(counts.sum(axis=1), 1e-12)
+            shares.append((frac * n + self.prior_weight * self.rate) / (n + self.prior_weight))
+        return np.mean(shares, axis=0)
+
+
 def _ridge(seed):
     from sklearn.linear_model import Ridge
 

@@ -14,6 +14,10 @@ arms:
 - ``inner``: the inner algorithm's own proposals (multivariate TPE by default), untouched by
   the predictors, so a predictor that ranks badly cannot stall the search.
 
+Failed trials (an exception, a NaN, a timeout) teach a classifier where candidates fail; its
+chance of success weighs every pick's EHVI, and candidates below ``min_success`` are picked
+only when nothing else is left, so the loop learns to stay out of a crashing region.
+
 The arms share each batch by how often their picks reached the real front (a discounted
 success rate; every arm keeps a floor share), so the loop leans on whichever works here.
 """
@@ -27,7 +31,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ...predictors.encodings import structured_features
-from ...predictors.models import lighter, make_predictor
+from ...predictors.models import Survival, lighter, make_predictor
 from ...predictors.quality import cross_validated, selection_score
 from .acquisition import prefilter, select_batch
 from .base import Algorithm, make_algorithm, register
@@ -48,7 +52,8 @@ class Predictive(Algorithm):
                  inner_evals: int = 2000, enumerate_limit: int = 200_000, pool_size: int = 4000,
                  reselect_every: int = 3, cv_folds: int = 3,
                  max_candidates: int = 300, draws: int = 32, structured: bool = True,
-                 use_reference: bool = True, light_cv: bool = True):
+                 use_reference: bool = True, light_cv: bool = True, min_success: float = 0.75,
+                 learn_failures: bool = True):
         self.batch_size = batch_size
         self.initial_size = initial_size
         self.predictors = AUTO_PREDICTORS if predictors == "auto" else \
@@ -68,6 +73,8 @@ class Predictive(Algorithm):
         self.structured = structured
         self.use_reference = use_reference
         self.light_cv = light_cv          # cross-validate cheaper copies of the predictors (fewer trees...)
+        self.min_success = min_success    # once trials fail: candidates less likely to succeed wait until last
+        self.learn_failures = learn_failures  # False: failed trials are simply left out (as before)
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
@@ -89,11 +96,15 @@ class Predictive(Algorithm):
         self._asked_configs: list = []     # every config asked or told, in order (marks the grid's rows)
         self._grid: Grid | None = None
         self._grid_marked = 0
+        self._survival: Survival | None = None  # P(a candidate evaluates at all), once a trial has failed
 
     def __getstate__(self):  # the enumerated candidate pool is rebuilt, not checkpointed
         d = dict(self.__dict__)
         d["_grid"], d["_grid_marked"] = None, 0
         return d
+
+    def __setstate__(self, d):  # a checkpoint from before the success model resumes without one
+        self.__dict__.update({"_survival": None, "min_success": 0.75, "learn_failures": True, **d})
 
     @property
     def seen(self) -> set[str]:
@@ -198,7 +209,15 @@ class Predictive(Algorithm):
                             best, best_score = kind, selection_score(q)
                 self.chosen.append(best)
             self.quality_log.append({"evaluated": int(ok.sum()), "chosen": list(self.chosen), "quality": qual})
+        failed = ~ok
+        self._survival = None
+        if failed.any() and self.learn_failures:
+            X_all = self._features(self.history.configs)
+            self._survival = Survival(seed=self.seed + self.rounds).fit(X_all, failed)
         return [make_predictor(kind, self.seed + self.rounds).fit(Xo, y) for kind, y in zip(self.chosen, targets)]
+
+    def _p_success(self, C) -> np.ndarray:
+        return np.ones(len(C)) if self._survival is None else self._survival.predict(C)
 
     def _predict(self, models, C):
         outs = [m.predict(C) for m in models[: self.n_objectives]]
@@ -208,7 +227,7 @@ class Predictive(Algorithm):
             pf = norm.cdf((1e-9 - m) / np.maximum(s, 1e-9))
         else:
             pf = np.ones(len(C))
-        return mu, sd, pf
+        return mu, sd, pf * self._p_success(C)
 
     # -- candidates ----------------------------------------------------------------------------
     def _enumerable(self) -> bool:
@@ -269,7 +288,11 @@ class Predictive(Algorithm):
         z = lambda a: (a - lo) / span  # noqa: E731
         ref = z(np.asarray(self.reference, float)) if self.reference is not None and self.use_reference \
             else np.full(self.n_objectives, 1.1)
-        top = prefilter(z(mu - self.kappa * sd), self.max_candidates)
+        pool = np.arange(len(mu))
+        if self._survival is not None:  # likely to fail: only when nothing else is left
+            likely = np.flatnonzero(self._p_success(C) >= self.min_success)
+            pool = likely if len(likely) else pool
+        top = pool[prefilter(z(mu[pool] - self.kappa * sd[pool]), self.max_candidates)]
         if self.space.canonical is not None:  # the pool may hold other configs of models already asked
             top = self._one_per_model(cands, top)
             if not len(top):
