@@ -53,6 +53,17 @@ def test_good_recipe_validates_and_builds():
     ({"colour": "red"}, "colour: unknown field; allowed here: name, description, workload"),
     ({"tracking": {"urii": "x"}}, "tracking.urii: unknown field; allowed here: enabled, uri, experiment"),
     ({"tracking": {"trials": "all"}}, "tracking.trials: 'all' is not one of 'steps', 'children' or 'none'"),
+    ({"search__options": {"pop": 10}}, "search.options: nsga2 has no option 'pop'; its options: pop_size,"),
+    ({"search__algorithm": "predictive", "search__options": {"min_succes": 0.5}},
+     "search.options: predictive has no option 'min_succes' (did you mean 'min_success'?); its options: batch_size"),
+    ({"search__algorithm": "predictive", "search__options": {"min_success": 2}},
+     "search.options: min_success is a probability, between 0 and 1; got 2"),
+    ({"search__algorithm": "motpe", "search__options": {"n_startup": 5}},
+     "search.options: motpe has no option 'n_startup' (did you mean 'n_startup_trials'?)"),
+    ({"search__algorithm": "ng:NGOpt", "search__options": {"popsize": 5}},
+     "search.options: ng:NGOpt has no option 'popsize'; its options: batch_size"),
+    ({"search__algorithm": "auto", "search__options": {"kapa": 1}},
+     "search.options: predictive has no option 'kapa' (did you mean 'kappa'?)"),
 ])
 def test_schema_errors_name_the_field_and_what_is_allowed(changes, message):
     with pytest.raises(RecipeError) as e:

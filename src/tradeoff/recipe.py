@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .engine.objectives import DIRECTIONS, parse_constraint
 from .spaces.space import SpaceError
@@ -52,6 +61,20 @@ class SearchCfg(_Strict):
         if v in names or (v.startswith("ng:") and len(v) > 3):
             return v
         raise ValueError(f"{v!r} is not one of {', '.join(names)}")
+
+    @field_validator("options")
+    @classmethod
+    def _options_known(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Options the algorithm does not take (or values it refuses) are recipe errors, found before the run."""
+        algorithm = info.data.get("algorithm")
+        if v and algorithm:
+            from .engine.algorithms.base import make_algorithm
+
+            try:
+                make_algorithm(algorithm, **v)
+            except TypeError as e:
+                raise ValueError(str(e)) from None
+        return v
 
     @model_validator(mode="after")
     def _some_budget(self):

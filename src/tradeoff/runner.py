@@ -46,7 +46,7 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
     )
     try:
         algo = make_algorithm(s.algorithm, **s.options)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise RecipeError(f"search.options: {e}") from None
     resolved = resolved_dict(recipe)
     info = {"recipe_path": str(Path(path).resolve()) if path else None, "recipe_text": text, "resolved": resolved,

@@ -26,8 +26,10 @@ class Auto(Algorithm):
         self.threshold_s = threshold_s
         self.expensive, self.cheap = expensive, cheap
         self.declared_seconds = declared_seconds
-        self.options = options      # passed to whichever is chosen
+        self.options = options      # passed to the expensive one if it is chosen
         self.decision: dict | None = None
+        if options:  # a typo is reported now, not when (and only if) the expensive algorithm is picked
+            make_algorithm(expensive, batch_size=batch_size, **options)
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)

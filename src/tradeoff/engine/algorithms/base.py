@@ -68,11 +68,56 @@ def make_algorithm(name: str | Algorithm, **options: Any) -> Algorithm:
     if name == "ng":
         raise ValueError("name a nevergrad optimiser: ng:<Optimizer>, e.g. ng:NGOpt")
     try:
-        return ALGORITHMS.get(name)(**options)
+        cls = ALGORITHMS.get(name)
     except ValueError as e:
         if str(e).startswith("algorithm "):
             raise ValueError(f"algorithm {name!r} is not one of {', '.join(algorithm_names())}") from None
         raise
+    _check_options(name, cls, options)
+    return cls(**options)
+
+
+def named_parameters(*callables: Any, skip: tuple[str, ...] = ()) -> tuple[list[str], bool]:
+    """The keyword parameters ``callables`` name (each class's ``__init__`` along its MRO), and whether
+    one of them also takes arbitrary keywords that none of the others names."""
+    import inspect
+
+    names: list[str] = []
+    open_ended = False
+    for f in callables:
+        chain = [c.__init__ for c in inspect.getmro(f) if "__init__" in vars(c)] if inspect.isclass(f) else [f]
+        for g in chain:
+            try:
+                params = inspect.signature(g).parameters
+            except (TypeError, ValueError):
+                continue
+            for k, p in params.items():
+                if p.kind is inspect.Parameter.VAR_KEYWORD:
+                    open_ended = True
+                elif p.kind is not inspect.Parameter.VAR_POSITIONAL and k not in ("self", *skip) and k not in names:
+                    names.append(k)
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+                open_ended = False
+                break   # this __init__ takes no more than it names: what its bases take is not reachable
+    return names, open_ended
+
+
+def check_options(name: str, options: dict[str, Any], allowed: list[str]) -> None:
+    """An unknown option names the ones that are allowed (and the nearest, for a typo)."""
+    import difflib
+
+    allowed = list(dict.fromkeys(allowed))
+    for key in options:
+        if key not in allowed:
+            near = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"{name} has no option {key!r}{hint}; its options: {', '.join(allowed) or 'none'}")
+
+
+def _check_options(name: str, cls: type, options: dict[str, Any]) -> None:
+    allowed, open_ended = named_parameters(cls)
+    if not open_ended:  # an adapter that passes the rest to its library checks them there
+        check_options(name, options, allowed)
 
 
 def fill_failed(values: np.ndarray, worst: np.ndarray | None = None, margin: float = 1.0) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 from ...spaces.params import Choice, Float, Int, Mask
 from ...spaces.space import Config
 from ..front import derive_reference
-from .base import Algorithm, fill_failed, register
+from .base import Algorithm, check_options, fill_failed, named_parameters, register
 
 MAX_VIOLATION = 1e3  # an infinite violation (a missing metric) is graded as this much
 
@@ -90,6 +90,9 @@ class Nevergrad(Algorithm):
             raise ValueError(f"nevergrad has no optimizer {optimizer!r} (see ng.optimizers.registry)")
         self.optimizer = optimizer
         self.name = f"ng:{optimizer}"
+        if options:
+            allowed, _ = named_parameters(ng.optimizers.registry[optimizer], skip=("parametrization", "budget", "num_workers"))
+            check_options(self.name, options, ["batch_size", *allowed])
         self.batch_size = batch_size
         self.options = options
 

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from ...spaces.params import Choice, Float, Int, Mask
 from ...spaces.space import Config
-from .base import Algorithm, register
+from .base import Algorithm, check_options, named_parameters, register
 from .pymoo import default_pop_size
 
 BIG_VIOLATION = 1e6  # stands in for an infinite violation (a missing metric): GPs need finite numbers
@@ -80,9 +80,16 @@ class OptunaAlgorithm(Algorithm):
 
     default_batch = 10
 
+    sampler_cls = ""   # the Optuna sampler the options go to (checked here, not at the first ask)
+
     def __init__(self, batch_size: int | None = None, **options: Any):
         self.batch_size = batch_size
         self.options = options
+        if options and self.sampler_cls:
+            allowed, _ = named_parameters(getattr(optuna.samplers, self.sampler_cls), skip=("seed", "constraints_func"))
+            check_options(self.name, options, ["batch_size", *self._own_options, *allowed])
+
+    _own_options: tuple[str, ...] = ()
 
     def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
@@ -127,7 +134,7 @@ class OptunaAlgorithm(Algorithm):
 
 @register("optuna-nsga2")
 class OptunaNSGA2(OptunaAlgorithm):
-    name = "optuna-nsga2"
+    name, sampler_cls = "optuna-nsga2", "NSGAIISampler"
 
     def __init__(self, population_size: int | None = None, batch_size: int | None = None, **options):
         super().__init__(batch_size, **options)
@@ -144,7 +151,7 @@ class OptunaNSGA2(OptunaAlgorithm):
 
 @register("motpe")
 class MOTPE(OptunaAlgorithm):
-    name = "motpe"
+    name, sampler_cls = "motpe", "TPESampler"
 
     def _sampler(self, seed):
         return optuna.samplers.TPESampler(**{"multivariate": True, **self.options, "seed": seed})
@@ -158,7 +165,7 @@ class OptunaGP(OptunaAlgorithm):
     oversubscribe it badly (Optuna's own docs advise OMP_NUM_THREADS=1).
     """
 
-    name = "optuna-gp"
+    name, sampler_cls, _own_options = "optuna-gp", "GPSampler", ("threads",)
 
     def __init__(self, batch_size: int | None = None, threads: int | None = 1, **options):
         super().__init__(batch_size, **options)

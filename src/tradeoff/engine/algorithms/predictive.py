@@ -54,6 +54,8 @@ class Predictive(Algorithm):
                  max_candidates: int = 300, draws: int = 32, structured: bool = True,
                  use_reference: bool = True, light_cv: bool = True, min_success: float = 0.75,
                  learn_failures: bool = True):
+        if not 0.0 <= min_success <= 1.0:
+            raise ValueError(f"min_success is a probability, between 0 and 1; got {min_success}")
         self.batch_size = batch_size
         self.initial_size = initial_size
         self.predictors = AUTO_PREDICTORS if predictors == "auto" else \

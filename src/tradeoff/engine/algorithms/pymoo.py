@@ -20,7 +20,11 @@ from pymoo.operators.crossover.pntx import PointCrossover
 from pymoo.operators.crossover.sbx import cross_sbx
 from pymoo.operators.mutation.pm import mut_pm
 
-from .base import Algorithm, fill_failed, register
+from .base import Algorithm, check_options, fill_failed, named_parameters, register
+
+# set by the adapter, or meaningless in ask/tell: not user options
+OWN_OPERATORS = ("sampling", "crossover", "mutation", "eliminate_duplicates", "termination", "seed", "verbose", "output",
+                 "display", "callback", "evaluator", "save_history")
 
 
 class _SpaceProblem(Problem):
@@ -182,6 +186,15 @@ class _Named(PymooAlgorithm):
     """One pymoo class by import path; ``_extra`` adds what that algorithm needs beyond the common parts."""
 
     cls_path = ""
+
+    def __init__(self, pop_size: int | None = None, **options):
+        super().__init__(pop_size, **options)
+        if options:  # pymoo swallows unknown keywords; say so here instead
+            import importlib
+
+            mod, _, cls = self.cls_path.rpartition(".")
+            allowed, _ = named_parameters(getattr(importlib.import_module(mod), cls), skip=OWN_OPERATORS)
+            check_options(self.name, options, ["pop_size", *(a for a in allowed if a != "pop_size")])
 
     def _extra(self, problem, pop_size) -> dict:
         return {}
