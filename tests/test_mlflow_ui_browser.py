@@ -80,6 +80,7 @@ def _dom_once_it_shows(browser: str, profile: Path, url: str, needles: tuple[str
         port = port_file.read_text().split()[0]
         pages = []
         while not pages:
+            assert time.monotonic() < deadline, "Chromium opened no page"
             pages = [t for t in json.loads(_get(f"http://127.0.0.1:{port}/json")) if t["type"] == "page"]
             time.sleep(0.5)
 

@@ -77,29 +77,23 @@ def make_algorithm(name: str | Algorithm, **options: Any) -> Algorithm:
     return cls(**options)
 
 
-def named_parameters(*callables: Any, skip: tuple[str, ...] = ()) -> tuple[list[str], bool]:
-    """The keyword parameters ``callables`` name (each class's ``__init__`` along its MRO), and whether
-    one of them also takes arbitrary keywords that none of the others names."""
+def named_parameters(f: Any, skip: tuple[str, ...] = ()) -> list[str]:
+    """The keyword parameters ``f`` takes by name: a class's ``__init__``, and its bases' for as long
+    as each passes ``**kwargs`` on (as pymoo's algorithms do)."""
     import inspect
 
+    chain = [c.__init__ for c in inspect.getmro(f) if "__init__" in vars(c)] if inspect.isclass(f) else [f]
     names: list[str] = []
-    open_ended = False
-    for f in callables:
-        chain = [c.__init__ for c in inspect.getmro(f) if "__init__" in vars(c)] if inspect.isclass(f) else [f]
-        for g in chain:
-            try:
-                params = inspect.signature(g).parameters
-            except (TypeError, ValueError):
-                continue
-            for k, p in params.items():
-                if p.kind is inspect.Parameter.VAR_KEYWORD:
-                    open_ended = True
-                elif p.kind is not inspect.Parameter.VAR_POSITIONAL and k not in ("self", *skip) and k not in names:
-                    names.append(k)
-            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-                open_ended = False
-                break   # this __init__ takes no more than it names: what its bases take is not reachable
-    return names, open_ended
+    for g in chain:
+        try:
+            params = inspect.signature(g).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names += [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                  and p.name not in ("self", *skip) and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def check_options(name: str, options: dict[str, Any], allowed: list[str]) -> None:
@@ -115,9 +109,11 @@ def check_options(name: str, options: dict[str, Any], allowed: list[str]) -> Non
 
 
 def _check_options(name: str, cls: type, options: dict[str, Any]) -> None:
-    allowed, open_ended = named_parameters(cls)
-    if not open_ended:  # an adapter that passes the rest to its library checks them there
-        check_options(name, options, allowed)
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):  # an adapter that passes **options on checks them itself
+        check_options(name, options, named_parameters(cls))
 
 
 def fill_failed(values: np.ndarray, worst: np.ndarray | None = None, margin: float = 1.0) -> np.ndarray:

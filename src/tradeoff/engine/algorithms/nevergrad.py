@@ -91,7 +91,7 @@ class Nevergrad(Algorithm):
         self.optimizer = optimizer
         self.name = f"ng:{optimizer}"
         if options:
-            allowed, _ = named_parameters(ng.optimizers.registry[optimizer], skip=("parametrization", "budget", "num_workers"))
+            allowed = named_parameters(ng.optimizers.registry[optimizer], skip=("parametrization", "budget", "num_workers"))
             check_options(self.name, options, ["batch_size", *allowed])
         self.batch_size = batch_size
         self.options = options

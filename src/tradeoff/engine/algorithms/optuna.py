@@ -81,15 +81,14 @@ class OptunaAlgorithm(Algorithm):
     default_batch = 10
 
     sampler_cls = ""   # the Optuna sampler the options go to (checked here, not at the first ask)
+    _own_options: tuple[str, ...] = ()   # a subclass's own keywords, beside the sampler's
 
     def __init__(self, batch_size: int | None = None, **options: Any):
         self.batch_size = batch_size
         self.options = options
         if options and self.sampler_cls:
-            allowed, _ = named_parameters(getattr(optuna.samplers, self.sampler_cls), skip=("seed", "constraints_func"))
+            allowed = named_parameters(getattr(optuna.samplers, self.sampler_cls), skip=("seed", "constraints_func"))
             check_options(self.name, options, ["batch_size", *self._own_options, *allowed])
-
-    _own_options: tuple[str, ...] = ()
 
     def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         raise NotImplementedError

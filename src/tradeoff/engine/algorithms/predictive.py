@@ -229,7 +229,7 @@ class Predictive(Algorithm):
             pf = norm.cdf((1e-9 - m) / np.maximum(s, 1e-9))
         else:
             pf = np.ones(len(C))
-        return mu, sd, pf * self._p_success(C)
+        return mu, sd, pf
 
     # -- candidates ----------------------------------------------------------------------------
     def _enumerable(self) -> bool:
@@ -278,6 +278,8 @@ class Predictive(Algorithm):
             return
         C = self._features(cands) if C is None else C
         mu, sd, pf = self._predict(models, C)
+        ps = self._p_success(C)
+        pf = pf * ps
         Y = np.array(self.history.Y)
         ok = self.history.ok()
         seen_pts = Y[ok]
@@ -290,10 +292,8 @@ class Predictive(Algorithm):
         z = lambda a: (a - lo) / span  # noqa: E731
         ref = z(np.asarray(self.reference, float)) if self.reference is not None and self.use_reference \
             else np.full(self.n_objectives, 1.1)
-        pool = np.arange(len(mu))
-        if self._survival is not None:  # likely to fail: only when nothing else is left
-            likely = np.flatnonzero(self._p_success(C) >= self.min_success)
-            pool = likely if len(likely) else pool
+        likely = np.flatnonzero(ps >= self.min_success)  # the likely failures only when nothing else is left
+        pool = likely if len(likely) else np.arange(len(mu))
         top = pool[prefilter(z(mu[pool] - self.kappa * sd[pool]), self.max_candidates)]
         if self.space.canonical is not None:  # the pool may hold other configs of models already asked
             top = self._one_per_model(cands, top)

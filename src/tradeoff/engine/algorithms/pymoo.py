@@ -193,7 +193,7 @@ class _Named(PymooAlgorithm):
             import importlib
 
             mod, _, cls = self.cls_path.rpartition(".")
-            allowed, _ = named_parameters(getattr(importlib.import_module(mod), cls), skip=OWN_OPERATORS)
+            allowed = named_parameters(getattr(importlib.import_module(mod), cls), skip=OWN_OPERATORS)
             check_options(self.name, options, ["pop_size", *(a for a in allowed if a != "pop_size")])
 
     def _extra(self, problem, pop_size) -> dict:
