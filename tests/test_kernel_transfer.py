@@ -160,3 +160,52 @@ def test_gate_counts_the_nodes_the_runtime_executes():
     assert sum(ran.values()) > 2 * len(parse_kernels(shuffle.onnx_bytes()))
     gap = [g for g in cov.gaps(shuffle) if "the runtime executes" in g]
     assert gap and ("Unsqueeze" in gap[0] or "Gather" in gap[0]), gap
+
+
+class Fusions(torch.nn.Module):
+    """Conv + HardSwish (MobileNetV3, LCNet) and Conv then x * sigmoid(x) (SiLU: EfficientNet)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.b = torch.nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x):
+        return torch.nn.functional.silu(self.b(torch.nn.functional.hardswish(self.a(x))))
+
+
+def test_kernels_are_what_the_runtime_executes():
+    """HardSwish runs inside its Conv and SiLU's Sigmoid and Mul as one node: one kernel each, not two."""
+    from tradeoff.hardware.ort_dispatch import executed_nodes
+
+    x = torch.randn(1, 3, 16, 16)
+    art = Artifact("fusions", (x,), onnx=export_onnx(Fusions().eval(), (x,)))
+    ks = parse_kernels(art.onnx_bytes())
+    assert [k.nodes for k in ks] == [("Conv", "HardSwish"), ("Conv",), ("Sigmoid", "Mul")]
+    ran = executed_nodes(make_target("ort", threads=1, cache=False), art)
+    work = {op: n for op, n in ran.items() if not op.startswith("Reorder")}
+    assert sum(work.values()) == len(ks), ran         # one node the runtime runs per kernel
+    assert not {"HardSwish", "Sigmoid", "Mul"} & set(work), ran
+
+
+def test_a_profiled_kernel_is_read_net_of_the_profilers_own_cost():
+    """The profiler reads a node that does nothing at several µs; that floor is taken off every node."""
+    from onnx import TensorProto, helper
+
+    from tradeoff.hardware.ort_profile import profile_kernel, profiler_floor_us
+
+    target = make_target("ort", threads=1, timing=FAST, cache=False)
+    floor = profiler_floor_us(target)
+    assert 0.5 <= floor <= 100
+
+    def relu(n: int) -> Artifact:
+        xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])
+        yo = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])
+        m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "r", [xi], [yo]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+        return Artifact(f"relu{n}", (np.zeros((1, n), np.float32),), onnx=m.SerializeToString())
+
+    tiny = profile_kernel(target, relu(1)).median_ms * 1000
+    big = profile_kernel(target, relu(1 << 20)).median_ms * 1000
+    assert tiny < floor / 2, (tiny, floor)            # nothing to do: about nothing left
+    assert big > 5 * floor, (big, floor)              # a million elements: real work stays

@@ -26,10 +26,10 @@ import numpy as np
 from ..hardware.onnx_graph import Graph, Unknown, inferred, node_macs
 
 FREE_OPS = {"Constant", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Shape", "Dropout"}
-ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"}   # fused into Conv / Gemm by ORT
+ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish"}   # fused into Conv / Gemm by ORT
 BINARY = {"Add", "Sub", "Mul", "Div", "Sum"}
 # element-wise ops ORT runs on their own (not fused into a Conv / Gemm)
-UNARY = {"HardSwish", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Softplus", "Gelu", "Mish", "Elu", "Selu",
+UNARY = {"Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Softplus", "Gelu", "Mish", "Elu", "Selu",
          "PRelu", "Pow", "Reciprocal", "Cast", "Softsign", "ThresholdedRelu"}
 KERNEL_TYPES = ("conv", "dwconv", "fc", "gap", "pool", "add", "concat", "elemwise", "other")
 FEATURES = ("h", "w", "cin", "cout", "ho", "wo", "k", "stride", "groups", "macs", "params", "bytes", "residual",
@@ -83,6 +83,11 @@ class Kernel:
                 + (f" k{f['k']} s{f['stride']} g{f['groups']}" if self.op in ("conv", "dwconv", "pool") else ""))
 
 
+def _elems(k: Kernel) -> int:
+    """Elements entering and leaving a kernel: what a layout conversion around it moves."""
+    return sum(int(np.prod(s)) for s in k.inputs) + int(np.prod(k.output))
+
+
 def _graph(model) -> Graph:
     """The shared ONNX reading (shapes inferred with free dims at 1, weight aliases resolved)."""
     return model if isinstance(model, Graph) else Graph(inferred(model))
@@ -120,6 +125,14 @@ def parse_kernels(model) -> list[Kernel]:
         group.append(nxt)
         used.add(nxt)
         return node.output[0]
+
+    def absorb_swish(group: list[int], out: str, x: str) -> str:
+        nxt = g.sole_consumer(out)
+        if nxt is None or nxt in used or g.nodes[nxt].op_type != "Mul" or sorted(g.nodes[nxt].input) != sorted([x, out]):
+            return out
+        group.append(nxt)
+        used.add(nxt)
+        return g.nodes[nxt].output[0]
 
     for i, node in enumerate(g.nodes):
         if i in used:
@@ -163,6 +176,8 @@ def parse_kernels(model) -> list[Kernel]:
         elif op == "Concat":
             kind, attrs = "concat", {"axis": int(a.get("axis", 0))}
         elif op in ACTIVATIONS or op in UNARY:
+            if op == "Sigmoid":            # x * sigmoid(x) (SiLU / Swish): ORT runs both as one node (QuickGelu)
+                out = absorb_swish(group, out, node.input[0])
             kind, macs = "elemwise", g.numel(node.output[0])
         else:
             kind = "other"
@@ -241,6 +256,14 @@ STATS = ("median_ms", "p10_ms")
 TIMINGS = ("profile", "wall")
 
 
+# how a profiled kernel is read: its nodes, each net of the profiler's own floor (a new method, a new table)
+PROFILE_METHOD = "nodes-net-of-floor"
+
+
+def _table_settings(target, timing: str) -> dict:
+    return {**target.describe(), "kernel_timing": timing, **({"profile": PROFILE_METHOD} if timing == "profile" else {})}
+
+
 def _settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -269,7 +292,7 @@ class KernelTable:
         if timing == "profile" and target.kind != "ort":
             raise ValueError(f"kernel timing by profiler needs an ort target, got {target.kind}")
         self.target, self.stat, self.timing = target, stat, timing
-        self.settings = {**target.describe(), "kernel_timing": timing}
+        self.settings = _table_settings(target, timing)
         self.path = Path(path) if path else self.default_path(target, timing)
         self.entries: dict[str, dict[str, Any]] = {}
         self.measured = 0
@@ -286,7 +309,7 @@ class KernelTable:
             from ..core.paths import tradeoff_home
 
             root = tradeoff_home()
-        settings = {**target.describe(), "kernel_timing": timing}
+        settings = _table_settings(target, timing)
         return root / "latency_tables" / f"{target.kind}-{timing}-{_settings_hash(settings)}.json"
 
     def _load(self) -> None:
@@ -315,6 +338,13 @@ class KernelTable:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def layout_ms_per_element(self, keys=None) -> float:
+        """The runtime's layout conversion cost per element, from the conversions the profiled kernels (``keys``: those) paid alone."""
+        entries = self.entries.values() if keys is None else [self.entries[k] for k in keys if k in self.entries]
+        rates = [e["boundary_ms"] / e["boundary_elems"] for e in entries
+                 if e.get("boundary_ms", 0.0) > 0 and e.get("boundary_elems")]
+        return float(np.median(rates)) if rates else 0.0
 
     def __contains__(self, kernel: Kernel) -> bool:
         return kernel.key in self.entries
@@ -359,7 +389,9 @@ class KernelTable:
             if old is None or not stats.noisy or (old.get("noisy") and stats.ci_rel < old.get("ci_rel", math.inf)):
                 self.entries[k.key] = {"median_ms": stats.median_ms, "p10_ms": stats.p10_ms, "ci_rel": stats.ci_rel,
                                        "n": stats.n, "noisy": stats.noisy, "attempts": attempts, "op": k.op,
-                                       "kernel": k.describe(), "features": k.features()}
+                                       "kernel": k.describe(), "features": k.features(),
+                                       **({"boundary_ms": stats.boundary_ms, "boundary_elems": _elems(k)}
+                                          if hasattr(stats, "boundary_ms") else {})}
             else:
                 old["attempts"] = attempts
             self.remeasured += bool(old and old.get("noisy"))
