@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-PREDICTORS = ("lut", "lut-kernels", "lut-constant", "lut-wall", "kernel-rf", "kernel-gbm", "model", "model-rf")
+PREDICTORS = ("lut", "lut-constant", "lut-wall", "kernel-rf", "kernel-gbm", "model", "model-rf")
 
 
 def quality_on_precise(rep, rel_ci: float) -> dict:

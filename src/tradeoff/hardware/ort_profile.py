@@ -70,7 +70,7 @@ def profiler_floor_us(target, runs: int = 400) -> float:
             feed = {"x": np.zeros(1, np.float32)}
             for _ in range(runs):
                 sess.run(None, feed)
-            per_run, _ = _runs(sess.end_profiling(), frozenset(), floor_us=0.0)
+            per_run = _runs(sess.end_profiling(), frozenset(), floor_us=0.0)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         _FLOORS[key] = float(np.median(per_run[len(per_run) // 4:]))
@@ -113,8 +113,7 @@ def profile_kernel(target, artifact: Artifact, exclude: frozenset[str] = BOUNDAR
                 if n >= policy.max_repeats or spent >= policy.time_cap_s:
                     break
             path = sess.end_profiling()
-        runs, outside = _runs(path, exclude, floor)
-        runs, outside = runs[policy.warmup:], outside[policy.warmup:]
+        runs = _runs(path, exclude, floor)[policy.warmup:]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not runs:
@@ -126,8 +125,6 @@ def profile_kernel(target, artifact: Artifact, exclude: frozenset[str] = BOUNDAR
                          p90_ms=float(np.percentile(x, 90)), mean_ms=float(x.mean()), n=len(x), ci_low_ms=lo,
                          ci_high_ms=hi, warmup=policy.warmup, target=target.name, device=target.device,
                          settings={**target.describe(), "kernel_timing": "profile"})
-    b = np.sort(np.asarray(outside, dtype=float)) / 1000.0
-    stats.boundary_ms = float(b[q:len(b) - q].mean()) if len(b) else 0.0   # the left-out nodes (layout conversions)
     stats.load = round(max(load0, _load_per_core()), 3)
     if stats.ci_rel > policy.rel_ci:
         stats.flag("ci")
@@ -137,61 +134,16 @@ def profile_kernel(target, artifact: Artifact, exclude: frozenset[str] = BOUNDAR
     return stats
 
 
-def _runs(path: str, exclude: frozenset[str], floor_us: float) -> tuple[list[float], list[float]]:
-    """Per ``run`` call, the summed duration (µs) of its nodes outside ``exclude`` and of those in it, each net of ``floor_us``."""
+def _runs(path: str, exclude: frozenset[str], floor_us: float) -> list[float]:
+    """Per ``run`` call, the summed duration (µs) of its nodes that are not in ``exclude``, each net of ``floor_us``."""
     with open(path) as f:
         events = json.load(f)
-    runs, left, cur, out = [], [], 0.0, 0.0
+    runs, cur = [], 0.0
     for e in events:
         if e.get("cat") == "Session" and e.get("name") == "model_run":
             runs.append(cur)
-            left.append(out)
-            cur = out = 0.0
-        elif e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
-            dur = max(float(e.get("dur", 0.0)) - floor_us, 0.0)
-            if e.get("args", {}).get("op_name") in exclude:
-                out += dur
-            else:
-                cur += dur
-    return runs, left
-
-
-_DISPATCH: dict[tuple, float] = {}
-
-
-def node_dispatch_us(target, nodes: int = 100, runs: int = 1000) -> float:
-    """What one more trivial node costs a run, in µs, unprofiled: a chain of ``nodes`` Relus over 8 elements against one.
-
-    The shape arithmetic some exporters leave to run time (Gather, Unsqueeze, Concat on shapes) runs
-    at about this cost per node; measured once per process and setting.
-    """
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    s = target.settings
-    key = (s["provider"], s["threads"])
-    if key not in _DISPATCH:
-        def chain(n: int):
-            x = helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1, 8])
-            y = helper.make_tensor_value_info(f"t{n}", TensorProto.FLOAT, [1, 8])
-            g = helper.make_graph([helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(n)], "chain",
-                                  [x], [y])
-            so = _session_options({**s, "graph_optimization": "disable"})
-            return ort.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-                                        .SerializeToString(), so, providers=[PROVIDERS[s["provider"]]])
-
-        feed = {"t0": np.zeros((1, 8), np.float32)}
-        one, many = chain(1), chain(nodes + 1)
-        diffs = []
-        for _ in range(5):                      # interleaved, so a slow moment slows both
-            t = []
-            for sess in (one, many):
-                for _ in range(20):
-                    sess.run(None, feed)
-                t0 = time.perf_counter()
-                for _ in range(runs // 5):
-                    sess.run(None, feed)
-                t.append((time.perf_counter() - t0) / (runs // 5))
-            diffs.append((t[1] - t[0]) / nodes * 1e6)
-        _DISPATCH[key] = max(float(np.median(diffs)), 0.0)
-    return _DISPATCH[key]
+            cur = 0.0
+        elif e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time") \
+                and e.get("args", {}).get("op_name") not in exclude:
+            cur += max(float(e.get("dur", 0.0)) - floor_us, 0.0)
+    return runs

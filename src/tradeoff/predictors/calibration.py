@@ -89,7 +89,6 @@ def calibrate(target, space: BuildableSpace, n_train: int = 60, n_test: int = 40
         return tables.setdefault("wall", KernelTable(target, stat=stat, timing="wall"))
 
     makers = {"lut": lambda: LookupTable(target, table),
-              "lut-kernels": lambda: LookupTable(target, table, runtime=False, name="lut-kernels"),
               "lut-constant": lambda: LookupTable(target, table, correction="constant", name="lut-constant"),
               "lut-wall": lambda: LookupTable(target, wall(), name="lut-wall"),
               "kernel-rf": lambda: KernelRegressor(target, table, "rf", extra=extra),

@@ -2,8 +2,9 @@
 
 Runtimes fuse: ONNX Runtime's CPU provider runs Conv + residual Add + Relu/Clip as one
 (NCHWc) convolution, and torch's exporter has already folded BatchNorm into the Conv. So the
-graph is split the way nn-Meter splits it: a Conv with the Add and activation that only feed
-each other is one kernel, a Gemm with its bias and activation another, and shape-only ops cost
+graph is split the way nn-Meter splits it: a Conv with the Add and activation (HardSwish
+included) that only feed each other is one kernel, a Gemm with its bias and activation another,
+x * sigmoid(x) (SiLU) one more, as ONNX Runtime runs each as one node; shape-only ops cost
 nothing. A kernel knows its shapes, MACs, params and bytes, and ``isolate`` cuts it out of the
 graph (deterministic weights) so ``KernelTable`` can time it alone on the target, once, ever.
 """
@@ -81,11 +82,6 @@ class Kernel:
         f = self.features()
         return (f"{'+'.join(self.nodes)} {f['cin']}x{f['h']}x{f['w']} -> {f['cout']}x{f['ho']}x{f['wo']}"
                 + (f" k{f['k']} s{f['stride']} g{f['groups']}" if self.op in ("conv", "dwconv", "pool") else ""))
-
-
-def _elems(k: Kernel) -> int:
-    """Elements entering and leaving a kernel: what a layout conversion around it moves."""
-    return sum(int(np.prod(s)) for s in k.inputs) + int(np.prod(k.output))
 
 
 def _graph(model) -> Graph:
@@ -339,13 +335,6 @@ class KernelTable:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def layout_ms_per_element(self, keys=None) -> float:
-        """The runtime's layout conversion cost per element, from the conversions the profiled kernels (``keys``: those) paid alone."""
-        entries = self.entries.values() if keys is None else [self.entries[k] for k in keys if k in self.entries]
-        rates = [e["boundary_ms"] / e["boundary_elems"] for e in entries
-                 if e.get("boundary_ms", 0.0) > 0 and e.get("boundary_elems")]
-        return float(np.median(rates)) if rates else 0.0
-
     def __contains__(self, kernel: Kernel) -> bool:
         return kernel.key in self.entries
 
@@ -389,9 +378,7 @@ class KernelTable:
             if old is None or not stats.noisy or (old.get("noisy") and stats.ci_rel < old.get("ci_rel", math.inf)):
                 self.entries[k.key] = {"median_ms": stats.median_ms, "p10_ms": stats.p10_ms, "ci_rel": stats.ci_rel,
                                        "n": stats.n, "noisy": stats.noisy, "attempts": attempts, "op": k.op,
-                                       "kernel": k.describe(), "features": k.features(),
-                                       **({"boundary_ms": stats.boundary_ms, "boundary_elems": _elems(k)}
-                                          if hasattr(stats, "boundary_ms") else {})}
+                                       "kernel": k.describe(), "features": k.features()}
             else:
                 old["attempts"] = attempts
             self.remeasured += bool(old and old.get("noisy"))

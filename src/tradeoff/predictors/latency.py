@@ -35,8 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from ..hardware.onnx_graph import Graph, inferred
-from ..hardware.ort_dispatch import LAYOUT_OPS
 from .coverage import Coverage
 from .kernels import FEATURES, KERNEL_TYPES, Kernel, KernelTable, model_kernels
 from .quality import quality
@@ -67,37 +65,19 @@ def model_summary(artifact) -> dict[str, float]:
 
 
 class RuntimeNodes:
-    """``artifact -> Counter`` of the nodes ONNX Runtime runs for it on ``target`` (once per digest; picklable).
-
-    ``costs`` adds what that graph runs besides the kernels: its layout conversions (elements) and
-    its other nodes (count), e.g. the shape arithmetic an exporter left to run time.
-    """
+    """``artifact -> Counter`` of the nodes ONNX Runtime runs for it on ``target`` (once per digest; picklable)."""
 
     def __init__(self, target):
         self.target = target
         self.seen: dict[str, Any] = {}
 
-    def _read(self, artifact):
-        from ..hardware.ort_dispatch import runtime_graph
+    def __call__(self, artifact):
+        from ..hardware.ort_dispatch import executed_nodes
 
         key = artifact.digest()
         if key not in self.seen:
-            rg = runtime_graph(self.target, artifact)
-            ks = model_kernels(artifact)
-            shapes = Graph(inferred(artifact.onnx_bytes())).shapes if rg.reordered else {}
-            elems = sum(int(np.prod(shapes[t])) for t in rg.reordered if shapes.get(t))
-            layout = sum(n for op, n in rg.ops.items() if op in LAYOUT_OPS)
-            others = max(sum(rg.ops.values()) - layout - len(ks), 0)
-            self.seen[key] = (rg.ops, float(elems), float(others))
+            self.seen[key] = executed_nodes(self.target, artifact)
         return self.seen[key]
-
-    def __call__(self, artifact):
-        return self._read(artifact)[0]
-
-    def costs(self, artifact) -> tuple[float, float]:
-        """(elements converted between layouts, nodes run besides the kernels) for ``artifact``."""
-        _, elems, others = self._read(artifact)
-        return elems, others
 
 
 def runtime_nodes(target) -> RuntimeNodes:
@@ -147,9 +127,8 @@ class LatencyPredictor(abc.ABC):
 CORRECTIONS = ("constant", "linear", "boundary")
 
 
-def _correction_features(kernels: list[Kernel], times: Sequence[float], correction: str,
-                         runtime_ms: float = 0.0) -> np.ndarray:
-    total = float(np.sum(times)) + runtime_ms
+def _correction_features(kernels: list[Kernel], times: Sequence[float], correction: str) -> np.ndarray:
+    total = float(np.sum(times))
     if correction == "constant":
         return np.array([total, 1.0])
     weights = sum(k.params for k in kernels) / 1e6    # warm in cache when a kernel runs alone, cold in a model
@@ -168,52 +147,14 @@ def _weighted_lstsq(F: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 class _KernelSum(LatencyPredictor):
-    """Shared by the table and the kernel regressor: sum of kernel latencies, then the correction.
-
-    On ONNX Runtime with profiled kernels (``runtime=True``), the sum also holds what the runtime
-    runs between the kernels, read from its own optimized graph and priced by measurement, not by
-    fitting: each tensor it converts to or from its blocked layout, at the conversion cost per element
-    the profiled kernels paid alone, and each other node (shape arithmetic left to run time), at
-    the cost of dispatching one trivial node. A family of plain ConvNets has almost none of either,
-    so a correction fitted on it could never learn their price.
-    """
+    """Shared by the table and the kernel regressor: sum of kernel latencies, then the correction."""
 
     correction = "auto"
     coef: np.ndarray | None = None
     table: KernelTable
-    runtime = True
-    prices: tuple[float, float] | None = None    # ms per element converted, ms per extra node (set by fit)
-    _nodes: RuntimeNodes | None = None
 
     def kernel_times(self, artifact) -> tuple[list[Kernel], list[float]]:
         raise NotImplementedError
-
-    def runtime_ms(self, artifact) -> float:
-        """What the runtime runs for ``artifact`` besides its kernels, in ms (0 off ONNX Runtime's profiled tables)."""
-        if not self.runtime or self.table.timing != "profile":
-            return 0.0
-        if self._nodes is None:
-            self._nodes = runtime_nodes(self.table.target)
-        if self.prices is None:
-            raise RuntimeError(f"latency predictor {self.name}: call fit first")
-        elems, others = self._nodes.costs(artifact)
-        per_elem_ms, per_node_ms = self.prices
-        return elems * per_elem_ms + others * per_node_ms
-
-    def _price_runtime(self, measured: Measured) -> None:
-        """Price layout conversions (by the calibration models' own kernels) and extra nodes once, when fitted."""
-        from ..hardware.ort_profile import node_dispatch_us
-
-        keys = {k.key for a, _ in measured for k in model_kernels(a)}
-        self.prices = (self.table.layout_ms_per_element(keys), node_dispatch_us(self.table.target) / 1000.0)
-
-    def runtime_nodes(self):
-        if self._nodes is None:
-            self._nodes = super().runtime_nodes()
-        return self._nodes
-
-    def _features(self, artifact) -> np.ndarray:
-        return _correction_features(*self.kernel_times(artifact), self.correction, self.runtime_ms(artifact))
 
     def _resolve(self, correction: str) -> str:
         if correction == "auto":
@@ -224,10 +165,7 @@ class _KernelSum(LatencyPredictor):
 
     def _fit_correction(self, measured: Measured) -> None:
         self.learn_coverage([a for a, _ in measured])
-        for a, _ in measured:           # every kernel in the table before the runtime's costs are priced from it
-            self.kernel_times(a)
-        self._price_runtime(measured)
-        F = np.stack([self._features(a) for a, _ in measured])
+        F = np.stack([_correction_features(*self.kernel_times(a), self.correction) for a, _ in measured])
         y = np.array([float(ms) for _, ms in measured])
         if self.correction == "constant":            # slope 1: only the per-model overhead is learned
             w2 = 1.0 / np.maximum(y, 1e-9) ** 2
@@ -242,7 +180,7 @@ class _KernelSum(LatencyPredictor):
         if self.coef is None:
             raise RuntimeError(f"latency predictor {self.name}: call fit first")
         ks, ts = self.kernel_times(artifact)
-        pred = float(self._features(artifact) @ self.coef)
+        pred = float(_correction_features(ks, ts, self.correction) @ self.coef)
         return max(pred, 0.1 * float(np.sum(ts)), 1e-6)
 
 
@@ -254,10 +192,9 @@ class LookupTable(_KernelSum):
     """
 
     def __init__(self, target, table: KernelTable | None = None, correction: str = "auto",
-                 measure_missing: bool = True, name: str = "lut", runtime: bool = True):
+                 measure_missing: bool = True, name: str = "lut"):
         self.table = table if table is not None else KernelTable(target)
         self.correction, self.measure_missing, self.name = self._resolve(correction), measure_missing, name
-        self.runtime = runtime
 
     def kernel_times(self, artifact):
         pairs = self.table.ensure(artifact, measure=self.measure_missing)
@@ -289,11 +226,9 @@ class KernelRegressor(_KernelSum):
     """
 
     def __init__(self, target, table: KernelTable | None = None, regressor: str = "rf",
-                 correction: str = "auto", extra: Sequence[Any] = (), seed: int = 0, name: str = "kernel-rf",
-                 runtime: bool = True):
+                 correction: str = "auto", extra: Sequence[Any] = (), seed: int = 0, name: str = "kernel-rf"):
         self.table = table if table is not None else KernelTable(target)
         self.regressor, self.extra, self.seed, self.name = regressor, extra, seed, name
-        self.runtime = runtime
         self.correction = self._resolve(correction)
         self.models: dict[str, Any] = {}
         self.n_kernels: dict[str, int] = {}
