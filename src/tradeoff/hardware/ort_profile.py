@@ -30,7 +30,7 @@ from .timing import LatencyStats, _load_per_core, median_ci
 BOUNDARY_OPS = frozenset({"ReorderInput", "ReorderOutput", "MemcpyToHost", "MemcpyFromHost"})
 
 
-def _session_options(settings: dict, profile_prefix: str | None = None):
+def session_options(settings: dict, profile_prefix: str | None = None):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -65,7 +65,7 @@ def profiler_floor_us(target, runs: int = 400) -> float:
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
         tmp = tempfile.mkdtemp(prefix="tradeoff-prof-")
         try:
-            sess = ort.InferenceSession(m, _session_options(s, os.path.join(tmp, "p")),
+            sess = ort.InferenceSession(m, session_options(s, os.path.join(tmp, "p")),
                                         providers=[PROVIDERS[s["provider"]]])
             feed = {"x": np.zeros(1, np.float32)}
             for _ in range(runs):
@@ -92,7 +92,7 @@ def profile_kernel(target, artifact: Artifact, exclude: frozenset[str] = BOUNDAR
     s, policy = target.settings, target.policy
     floor = profiler_floor_us(target)
     tmp = tempfile.mkdtemp(prefix="tradeoff-prof-")
-    so = _session_options(s, os.path.join(tmp, "p"))
+    so = session_options(s, os.path.join(tmp, "p"))
     t_start, load0 = time.perf_counter(), _load_per_core()
     try:
         with device_lock(target.device):
