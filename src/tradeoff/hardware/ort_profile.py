@@ -31,6 +31,7 @@ BOUNDARY_OPS = frozenset({"ReorderInput", "ReorderOutput", "MemcpyToHost", "Memc
 
 
 def session_options(settings: dict, profile_prefix: str | None = None):
+    """ONNX Runtime session options for a target's ``settings`` (sequential), profiling to ``profile_prefix`` if given."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -79,7 +80,7 @@ def profiler_floor_us(target, runs: int = 400) -> float:
 
 def profile_kernel(target, artifact: Artifact, exclude: frozenset[str] = BOUNDARY_OPS,
                    min_time_s: float = 0.05) -> LatencyStats:
-    """Per-run sum of the profiled node times of ``artifact`` on an ``ort`` target, ``exclude`` left out.
+    """Per-run sum of the profiled node times of ``artifact`` on an ``ort`` target, ``exclude`` left out, each net of the floor.
 
     Repeats at least the policy's ``min_repeats`` (and 20) times and at least ``min_time_s``;
     ``median_ms`` is the interquartile mean and ``p10_ms`` the mean of the fastest fifth, since
