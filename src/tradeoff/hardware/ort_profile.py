@@ -8,8 +8,8 @@ times each node, so the kernel's own nodes can be summed and those boundaries le
 The profiler also costs time of its own inside every node it times: a Relu over one element
 reads about 6 µs profiled, against about 1 µs of a trivial node in an unprofiled model. A
 network of small kernels (lcnet, mnasnet) runs 10–20 µs per node, so that floor alone made their
-summed kernels 1.5–2.5x their measured latency. ``profiler_floor_us`` measures it once per
-process and setting, and each node's time is read net of it.
+summed kernels 1.5–2.5x their measured latency. ``profiler_floor_us`` measures it (again every
+30 s, as it moves with the machine), and each node's time is read net of it.
 """
 
 from __future__ import annotations
@@ -46,20 +46,23 @@ def session_options(settings: dict, profile_prefix: str | None = None):
     return so
 
 
-_FLOORS: dict[tuple, float] = {}
+_FLOORS: dict[tuple, tuple[float, float]] = {}   # setting -> (floor µs, when measured)
+FLOOR_MAX_AGE_S = 30.0
 
 
-def profiler_floor_us(target, runs: int = 400) -> float:
+def profiler_floor_us(target, runs: int = 200, max_age_s: float = FLOOR_MAX_AGE_S) -> float:
     """What the profiler reports for a node that does nothing (a Relu over one element), in µs: its own cost.
 
-    Measured once per process for the target's provider, threads and optimization level.
+    Measured per setting (provider, threads, optimization level) and again once it is older than
+    ``max_age_s``: it moves with the machine's state, so a long table build keeps it current
+    (about 20 ms each time).
     """
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
     s = target.settings
     key = (s["provider"], s["threads"], s["graph_optimization"])
-    if key not in _FLOORS:
+    if key not in _FLOORS or time.monotonic() - _FLOORS[key][1] > max_age_s:
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
         y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
         g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "floor", [x], [y])
@@ -74,8 +77,8 @@ def profiler_floor_us(target, runs: int = 400) -> float:
             per_run = _runs(sess.end_profiling(), frozenset(), floor_us=0.0)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _FLOORS[key] = float(np.median(per_run[len(per_run) // 4:]))
-    return _FLOORS[key]
+        _FLOORS[key] = (float(np.median(per_run[len(per_run) // 4:])), time.monotonic())
+    return _FLOORS[key][0]
 
 
 def profile_kernel(target, artifact: Artifact, exclude: frozenset[str] = BOUNDARY_OPS,
