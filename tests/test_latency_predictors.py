@@ -166,3 +166,10 @@ def test_convnet_latency_workload():
     assert set(wl.metrics) == {"latency_ms", "params_m", "macs_m"}
     again = wl.evaluate(cfg)           # the same config builds the same bytes: the cache answers
     assert again["latency_cached"] == 1.0 and again["latency_ms"] == out["latency_ms"]
+
+
+def test_calibrate_refuses_an_unknown_predictor_before_measuring(tmp_path):
+    target = make_target("ort", threads=1, timing=FAST, cache=MeasurementCache(tmp_path / "m.sqlite"))
+    with pytest.raises(ValueError, match="predictor 'lut-fast' is not one of lut, lut-constant, lut-wall"):
+        calibrate(target, small_space(), n_train=4, n_test=3, predictors=("lut", "lut-fast"))
+    assert target.cache.misses == 0 and target.cache.hits == 0      # no model was measured first

@@ -23,6 +23,7 @@ from ..core.protocols import BuildableSpace
 from .kernels import STATS, KernelTable
 from .latency import KernelRegressor, LatencyPredictor, LookupTable, ModelRegressor
 
+PREDICTORS = ("lut", "lut-constant", "lut-wall", "kernel-rf", "kernel-gbm", "model", "model-rf")
 KERNEL_PREDICTORS = ("lut", "lut-constant", "kernel-rf", "kernel-gbm")   # those that read the (profiled) table
 
 
@@ -69,6 +70,9 @@ def calibrate(target, space: BuildableSpace, n_train: int = 60, n_test: int = 40
     """
     if stat not in STATS:
         raise ValueError(f"stat {stat!r} is not one of {', '.join(STATS)}")
+    unknown = [p for p in predictors if p not in PREDICTORS]
+    if unknown:              # before any model is measured, not after
+        raise ValueError(f"predictor {unknown[0]!r} is not one of {', '.join(PREDICTORS)}")
     t_start = time.perf_counter()
     configs = sample_architectures(space, n_train + n_test + n_extra, seed)
     table = table if table is not None else KernelTable(target, stat=stat)
