@@ -15,7 +15,6 @@ Prints markdown tables.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -32,7 +31,7 @@ def profile_both(target, onnx_bytes: bytes, feeds, floor_us: float, runs: int = 
     import onnxruntime as ort
 
     from tradeoff.hardware.ort import PROVIDERS
-    from tradeoff.hardware.ort_profile import BOUNDARY_OPS, session_options
+    from tradeoff.hardware.ort_profile import BOUNDARY_OPS, _runs, session_options
 
     tmp = tempfile.mkdtemp(prefix="floor-")
     try:
@@ -41,26 +40,17 @@ def profile_both(target, onnx_bytes: bytes, feeds, floor_us: float, runs: int = 
         feed = dict(zip([i.name for i in sess.get_inputs()], feeds))
         for _ in range(runs):
             sess.run(None, feed)
-        events = json.loads(Path(sess.end_profiling()).read_text())
+        path = sess.end_profiling()           # one profile, read both ways
+        raw, net = _runs(path, BOUNDARY_OPS, 0.0)[3:], _runs(path, BOUNDARY_OPS, floor_us)[3:]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    per_run, raw, net = [], 0.0, 0.0
-    for e in events:
-        if e.get("cat") == "Session" and e.get("name") == "model_run":
-            per_run.append((raw, net))
-            raw = net = 0.0
-        elif e.get("cat") == "Node" and e["name"].endswith("_kernel_time") \
-                and e.get("args", {}).get("op_name") not in BOUNDARY_OPS:
-            raw += e["dur"]
-            net += max(e["dur"] - floor_us, 0.0)
-    x = np.array(per_run[3:], dtype=float)
 
     def iqm(v):
         v = np.sort(v)
         q = len(v) // 4
         return float(v[q:len(v) - q].mean()) / 1000.0
 
-    return iqm(x[:, 0]), iqm(x[:, 1])
+    return iqm(np.array(raw)), iqm(np.array(net))
 
 
 def main() -> None:
