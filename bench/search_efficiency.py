@@ -110,7 +110,8 @@ def make_variant(spec: str):
         if not sep:
             raise ValueError(f"algorithm variant {spec!r}: options are name=value, got {o!r}")
         try:
-            options[k] = ast.literal_eval(v)
+            options[k] = {"true": True, "false": False}.get(v.lower()) if v.lower() in ("true", "false") \
+                else ast.literal_eval(v)
         except (ValueError, SyntaxError):
             options[k] = v
     return to.make_algorithm(name, **options)

@@ -300,3 +300,47 @@ def test_predictive_learns_where_candidates_fail_and_stays_out():
         p_bad, p_relu = algo._p_success(algo._features(deep))
         assert p_bad < algo.min_success <= p_relu, (p_bad, p_relu)
     assert late >= 30 and failed / late <= 0.15, (failed, late)
+
+
+def _near(c):
+    """Both objectives are best at x = 0.8 (cat 'b' a little better): a region a sampler can learn."""
+    d = (c["x"] - 0.8) ** 2 + 0.05 * (c["cat"] != "b")
+    return [d, d + 0.1 * c["x"]]
+
+
+def test_motpe_learns_from_results_it_did_not_ask_for():
+    """``observe`` makes others' results the sampler's own trials: observing 30 results, motpe
+    proposes near their optimum at once, where a fresh motpe is still in its random start-up.
+    Failed rows are left out and violations become Optuna constraints."""
+    space = Space({"x": Float(0.0, 1.0), "cat": Choice(["a", "b", "c"])})
+    rng = np.random.default_rng(0)
+    seen = [space.sample(rng) for _ in range(30)]
+    values = np.array([_near(c) for c in seen])
+    values[0] = np.nan
+    viol = np.zeros((30, 1))
+    viol[1] = 0.5
+    dist = {}
+    for warm in (True, False):
+        algo = tradeoff.make_algorithm("motpe")
+        algo.setup(space, 2, 1, seed=0, budget=100)
+        if warm:
+            algo.observe(seen, values, viol)
+            trials = algo.study.trials
+            assert len(trials) == 29 and trials[0].constraints == {"c0": 0.5} and trials[1].constraints == {"c0": 0.0}
+        dist[warm] = np.median([abs(c["x"] - 0.8) for c in algo.ask(10)])
+    assert dist[True] < 0.18 < dist[False], dist  # uniform: a median distance of 0.3
+
+
+def test_the_inner_arm_learns_from_every_real_result():
+    """With ``warm_inner`` the inner sampler holds every successful result, the initial design and
+    the other arms' picks included; without it, only the results of its own proposals."""
+    space, evaluate = _table()
+    told = {}
+    for warm in (True, False):
+        algo = tradeoff.make_algorithm("predictive", warm_inner=warm)
+        front = tradeoff.search(space, {"acc": "maximize", "cost": "minimize"}, evaluate, budget=40, algorithm=algo,
+                                seed=0, tracking=None)
+        own = sum(a == "inner" for a in algo.arm_of.values())
+        told[warm] = len(algo.inner.study.trials)
+        assert 0 < own < 40
+        assert told[warm] == (len(front.trials) if warm else own), (warm, told[warm], own)

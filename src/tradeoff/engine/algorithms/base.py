@@ -42,6 +42,10 @@ class Algorithm(abc.ABC):
     def tell(self, configs: list[Config], values: np.ndarray, violations: np.ndarray) -> None:
         raise NotImplementedError
 
+    def observe(self, configs: list[Config], values: np.ndarray, violations: np.ndarray) -> None:
+        """Results of configs this algorithm did not ask for (another searcher's), as ``tell`` takes
+        them. An algorithm that cannot learn from them ignores them (the default)."""
+
 
 # name -> adapter module; a library is imported only when one of its algorithms is used
 ALGORITHMS = Registry("algorithm", __package__, {

@@ -130,6 +130,19 @@ class OptunaAlgorithm(Algorithm):
                     trial.set_constraint(f"c{j}", float(x) if np.isfinite(x) else BIG_VIOLATION)
                 self.study.tell(trial, [float(x) for x in f])
 
+    def observe(self, configs, values, violations):
+        """Others' results join the study as completed trials (failed ones are left out, as Optuna's
+        samplers ignore them), so the sampler models them from its next ask on."""
+        values = np.asarray(values, dtype=float).reshape(len(configs), -1)
+        violations = np.asarray(violations, dtype=float).reshape(len(configs), -1)
+        for c, f, v in zip(configs, values, violations):
+            if not np.all(np.isfinite(f)):
+                continue
+            attrs = {f"constraints:c{j}": float(x) if np.isfinite(x) else BIG_VIOLATION for j, x in enumerate(v)}
+            self.study.add_trial(optuna.trial.create_trial(
+                params=_to_params(self.space, c), distributions=self._dists, values=[float(x) for x in f],
+                system_attrs=attrs))
+
 
 @register("optuna-nsga2")
 class OptunaNSGA2(OptunaAlgorithm):

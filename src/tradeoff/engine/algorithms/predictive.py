@@ -12,7 +12,9 @@ arms:
 - ``local``: the same EHVI over the neighbours of the current front (one or two changed genes),
   where predictors are most trusted and NAS tables reward small steps;
 - ``inner``: the inner algorithm's own proposals (multivariate TPE by default), untouched by
-  the predictors, so a predictor that ranks badly cannot stall the search.
+  the predictors, so a predictor that ranks badly cannot stall the search. It learns from every
+  real result, the initial design and the other arms' picks included (``observe``), so it
+  proposes from its model from the first round instead of sampling its own random start-up.
 
 Failed trials (an exception, a NaN, a timeout) teach a classifier where candidates fail; its
 chance of success weighs every pick's EHVI, and candidates below ``min_success`` are picked
@@ -53,7 +55,7 @@ class Predictive(Algorithm):
                  reselect_every: int = 3, cv_folds: int = 3,
                  max_candidates: int = 300, draws: int = 32, structured: bool = True,
                  use_reference: bool = True, light_cv: bool = True, min_success: float = 0.75,
-                 learn_failures: bool = True):
+                 learn_failures: bool = True, warm_inner: bool = True):
         if not 0.0 <= min_success <= 1.0:
             raise ValueError(f"min_success is a probability, between 0 and 1; got {min_success}")
         self.batch_size = batch_size
@@ -77,6 +79,7 @@ class Predictive(Algorithm):
         self.light_cv = light_cv          # cross-validate cheaper copies of the predictors (fewer trees...)
         self.min_success = min_success    # once trials fail: candidates less likely to succeed wait until last
         self.learn_failures = learn_failures  # False: failed trials are simply left out (as before)
+        self.warm_inner = warm_inner      # the inner algorithm also learns from the other arms' results
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
@@ -106,7 +109,8 @@ class Predictive(Algorithm):
         return d
 
     def __setstate__(self, d):  # a checkpoint from before the success model resumes without one
-        self.__dict__.update({"_survival": None, "min_success": 0.75, "learn_failures": True, **d})
+        self.__dict__.update({"_survival": None, "min_success": 0.75, "learn_failures": True,
+                              "warm_inner": False, **d})
 
     @property
     def seen(self) -> set[str]:
@@ -339,7 +343,14 @@ class Predictive(Algorithm):
                 self.score[a][0] += float(k in front)
 
     def _tell_inner(self, configs, values, viol):
-        if self.inner is None or not self._inner_asked:
+        if self.inner is None:
+            return
+        if self.warm_inner:  # the initial design and the other arms' picks: real results it did not ask for
+            mine = {self.space.key(c) for c in self._inner_asked}
+            other = [i for i, c in enumerate(configs) if self.space.key(c) not in mine]
+            if other:
+                self.inner.observe([configs[i] for i in other], values[other], viol[other])
+        if not self._inner_asked:
             return
         by_key = {self.space.key(c): (v, g) for c, v, g in zip(configs, values, viol)}
         known = dict(zip(self.history.keys, zip(self.history.Y, self._violations_rows())))
