@@ -117,6 +117,19 @@ def make_variant(spec: str):
     return to.make_algorithm(name, **options)
 
 
+def split_top(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets: ``predictive/arms=('local','inner'),local``."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [a for a in out + [cur] if a]
+
+
 def one_run(problem: str, algorithm: str, seed: int, budget: int) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import tradeoff as to
@@ -416,7 +429,7 @@ def main(argv=None) -> int:
     unknown = [p for p in problems if p not in PROBLEMS]
     if unknown:
         ap.error(f"--problems: {', '.join(unknown)} not among {', '.join(PROBLEMS)}, nbg, nbgp")
-    algorithms = args.algorithms.split(",") if args.algorithms else default_algorithms()
+    algorithms = split_top(args.algorithms) if args.algorithms else default_algorithms()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     budget_of = {a: args.budget if a.split("/")[0] == "predictive" or not args.peer_budget else args.peer_budget
