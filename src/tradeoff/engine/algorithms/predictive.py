@@ -83,9 +83,7 @@ class Predictive(Algorithm):
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
-        # a small random design (one more than the genes, at least 6): the warmed inner sampler and the
-        # predictors take over sooner (NAS-Bench-Graph: 6 beat 11 at 25, 50 and 100 evaluations)
-        n0 = self.initial_size or max(6, min(20, space.n_genes + 1))
+        n0 = self.initial_size or max(self.batch_size, min(20, space.n_genes + 6))
         self.n_initial = int(n0 if budget is None else min(n0, max(budget // 4, 2)))
         self.history = History(space, n_constraints)
         self.asked: set[str] = set()
