@@ -263,15 +263,17 @@ def test_every_arm_keeps_its_minimum_share_of_the_batch():
         assert sum(slots.values()) == 10 and min(slots.values()) == floor and slots["model"] == 10 - 2 * floor
 
 
-def test_the_initial_design_is_its_size_and_the_arms_fill_the_rest_of_that_batch():
+@pytest.mark.parametrize("size", [13, 6])
+def test_the_initial_design_is_its_size_and_the_arms_fill_the_rest_of_that_batch(size):
     space, evaluate = _table()
-    algo = tradeoff.make_algorithm("predictive", initial_size=13)
+    algo = tradeoff.make_algorithm("predictive", initial_size=size)
     tradeoff.search(space, {"acc": "maximize", "cost": "minimize"}, evaluate, budget=60, algorithm=algo, seed=0,
                     tracking=None)
     arms = list(algo.arm_of.values())
-    # 13 random configs, not two whole batches of them: 7 of the second batch are the arms' picks
-    assert arms[:13] == ["random"] * 13 and "random" not in arms[13:20], arms[:20]
-    assert sum(algo.arm_log[0]["slots"].values()) == 7 and len(arms) == 60
+    # 13 random configs, not two whole batches of them: 7 of the second batch are the arms' picks;
+    # 6 random configs, asked alone (not a whole random batch), then a batch of the arms' picks
+    assert arms[:size] == ["random"] * size and "random" not in arms[size:size + 7], arms[:20]
+    assert sum(algo.arm_log[0]["slots"].values()) == (7 if size > 10 else 10) and len(arms) == 60
 
 
 def _crashes_when_deep_and_bad(c):

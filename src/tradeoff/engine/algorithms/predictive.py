@@ -124,6 +124,8 @@ class Predictive(Algorithm):
         good = self.history.good()
         if len(self.asked) < self.n_initial:  # the initial design: exactly n_initial random configs
             self._fill_random(out, min(n, len(out) + self.n_initial - len(self.asked)))
+            if not self.history.Y:  # a design smaller than the batch is asked alone: nothing is known yet
+                return out
         if len(out) >= n or self.history.ok().sum() < 4:
             self._fill_random(out, n)
             return out
