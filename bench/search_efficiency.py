@@ -109,9 +109,11 @@ def make_variant(spec: str):
         k, sep, v = o.partition("=")
         if not sep:
             raise ValueError(f"algorithm variant {spec!r}: options are name=value, got {o!r}")
+        if v.lower() in ("true", "false"):   # as YAML reads them, not as truthy strings
+            options[k] = v.lower() == "true"
+            continue
         try:
-            options[k] = {"true": True, "false": False}.get(v.lower()) if v.lower() in ("true", "false") \
-                else ast.literal_eval(v)
+            options[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             options[k] = v
     return to.make_algorithm(name, **options)

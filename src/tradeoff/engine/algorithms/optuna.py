@@ -29,6 +29,10 @@ from .pymoo import default_pop_size
 BIG_VIOLATION = 1e6  # stands in for an infinite violation (a missing metric): GPs need finite numbers
 
 
+def _violation(x: float) -> float:
+    return float(x) if np.isfinite(x) else BIG_VIOLATION
+
+
 def _bits(name: str, p: Mask) -> list[str]:
     return [f"{name}[{i}]" for i in range(p.size)]
 
@@ -127,7 +131,7 @@ class OptunaAlgorithm(Algorithm):
                     self.study.tell(trial, state=TrialState.FAIL)
                     continue
                 for j, x in enumerate(v):
-                    trial.set_constraint(f"c{j}", float(x) if np.isfinite(x) else BIG_VIOLATION)
+                    trial.set_constraint(f"c{j}", _violation(x))
                 self.study.tell(trial, [float(x) for x in f])
 
     def observe(self, configs, values, violations):
@@ -138,7 +142,7 @@ class OptunaAlgorithm(Algorithm):
         for c, f, v in zip(configs, values, violations):
             if not np.all(np.isfinite(f)):
                 continue
-            attrs = {f"constraints:c{j}": float(x) if np.isfinite(x) else BIG_VIOLATION for j, x in enumerate(v)}
+            attrs = {f"constraints:c{j}": _violation(x) for j, x in enumerate(v)}  # what set_constraint stores
             self.study.add_trial(optuna.trial.create_trial(
                 params=_to_params(self.space, c), distributions=self._dists, values=[float(x) for x in f],
                 system_attrs=attrs))
