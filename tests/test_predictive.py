@@ -15,7 +15,7 @@ from tradeoff.core.paths import run_dir_for
 from tradeoff.engine.algorithms.acquisition import ehvi, hvi_2d, select_batch
 from tradeoff.engine.algorithms.grid import Grid
 from tradeoff.engine.front import hypervolume
-from tradeoff.predictors.encodings import slot_groups, structured_features
+from tradeoff.predictors.encodings import as_built, slot_groups, structured_features
 from tradeoff.predictors.models import lighter, make_predictor, predictor_names
 from tradeoff.predictors.quality import cross_validated, quality
 
@@ -94,10 +94,11 @@ def test_a_cell_is_described_by_where_its_operations_sit_and_the_paths_to_its_ou
     k = 4
     by_depth = F[0, :4 * k].reshape(4, k)
     assert by_depth.tolist() == [[0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
-    most, mean = F[0, 4 * k:5 * k], F[0, 5 * k:6 * k]
+    assert F[0, 4 * k:5 * k].tolist() == [1, 0, 0, 1]   # the operations of the outputs: gat (3), skip (4)
+    most, mean = F[0, 5 * k:6 * k], F[0, 6 * k:7 * k]
     assert most.tolist() == [1, 1, 1, 1]              # path 3: gat, gcn; path 4: skip, fc, gcn
     assert mean.tolist() == [0.5, 1, 0.5, 0.5]
-    assert F[0, 6 * k:].tolist() == [2, 3, 2.5, 2, 1, 1.5]   # outputs, depths; messages passed: most, fewest, mean
+    assert F[0, 7 * k:].tolist() == [2, 3, 2.5, 2, 1, 1.5]   # outputs, depths; messages passed: most, fewest, mean
     # a chain and a star of the same operations differ; a cell and its isomorphic twin do not
     chain, star, twin = cell_features([[0, 1, 2], [0, 0, 0], [0, 0, 1]], [list("aab"), list("aab"), list("aba")],
                                       ["a", "b", "c"])
@@ -117,6 +118,63 @@ def test_a_cell_is_described_by_where_its_operations_sit_and_the_paths_to_its_ou
     grid = Grid(space)
     rows = np.array([0, 5, grid.size - 1])
     assert np.allclose(grid.features(rows), structured_features(space, grid.configs(rows)))
+
+
+def _parallel_twins(config):  # module level: a canonical rule must pickle
+    """Two nodes that both read the input are interchangeable: the model is the sorted pair."""
+    if config["link"] != "00":
+        return dict(config)
+    a, b = sorted([config["op1"], config["op2"]])
+    return {**config, "op1": a, "op2": b}
+
+
+def _two_nodes(configs):
+    from tradeoff.predictors.encodings import cell_features
+
+    return cell_features([[int(ch) for ch in c["link"]] for c in configs], [[c["op1"], c["op2"]] for c in configs],
+                         ["a", "b", "c"])
+
+
+def test_configs_of_one_model_get_the_features_of_that_model():
+    ops = ["a", "b", "c"]
+    plain = Space({"link": Choice(["00", "01"]), "op1": Choice(ops), "op2": Choice(ops)}).with_features(_two_nodes)
+    space = plain.with_canonical(_parallel_twins)
+    twins = [{"link": "00", "op1": "c", "op2": "a"}, {"link": "00", "op1": "a", "op2": "c"}]
+    chain = [{"link": "01", "op1": "c", "op2": "a"}, {"link": "01", "op1": "a", "op2": "c"}]
+    F = structured_features(space, twins + chain)
+    assert np.allclose(F[0], F[1]) and not np.allclose(F[2], F[3])   # a chain's order is its model
+    assert not np.allclose(*structured_features(plain, twins))        # one column per param tells them apart
+    grid = Grid(space)
+    rows = np.array([grid.row(c) for c in twins + chain])
+    assert np.allclose(grid.features(rows), F)
+
+
+def test_nas_bench_graph_parameters_are_a_sum_over_the_cells_parts():
+    """A GNN's parameters add up over its operations, by where each sits (reading the input or a node,
+    feeding the output), so the features of the model a config builds give them exactly over the whole
+    table, and a ridge fit on a hundred configs ranks the rest; a config's own wiring does not."""
+    from scipy.stats import kendalltau
+
+    from tradeoff.workloads import make_workload
+    from tradeoff.workloads.nasbench_graph import nasbench_graph_frame
+
+    wl = make_workload("nasbench_graph", dataset="cora")
+    frame = nasbench_graph_frame("cora")
+    configs = frame[wl.space.names].to_dict("records")
+    y = frame["params_m"].to_numpy()
+
+    def fit_all(F):
+        X = np.hstack([F, np.ones((len(F), 1))])
+        return np.abs(X @ np.linalg.lstsq(X, y, rcond=None)[0] - y).max()
+
+    assert fit_all(np.asarray(wl.space.extra_features(as_built(wl.space, configs)))) < 1e-9
+    assert fit_all(np.asarray(wl.space.extra_features(configs))) > 0.01 * y.max()   # isomorphic twins differ
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(configs), 600, replace=False)
+    X = structured_features(wl.space, [configs[i] for i in idx])
+    mean, _ = make_predictor("ridge", 0).fit(X[:100], y[idx[:100]]).predict(X[100:])
+    print("tau", kendalltau(mean, y[idx[100:]])[0])
+    assert kendalltau(mean, y[idx[100:]])[0] > 0.85
 
 
 @pytest.mark.parametrize("kind", ["rf", "ridge", "gp"])
@@ -177,6 +235,39 @@ def test_predictive_chooses_predictors_by_cross_validation_and_logs_its_arms():
     assert all(set(v) == {"kendall_tau", "top10_recall", "mape"} for v in q["quality"].values())
     assert algo.arm_log and all(sum(r["slots"].values()) == 10 for r in algo.arm_log)
     assert all(r["seconds"] >= 0 for r in algo.arm_log)
+
+
+def _cost_of_parts(configs):  # module level: a space's own features must pickle
+    cost = ("none", "skip", "conv", "pool", "attn")
+    return np.array([[sum(c[f"op{i}"] == o for i in range(4)) * (1.2 if c["link"] == "wide" else 1.0) for o in cost]
+                     for c in configs], float)   # the operations, scaled as the wiring scales their cost
+
+
+def test_a_predictor_can_see_only_the_spaces_own_features():
+    rng = np.random.default_rng(0)
+    X = rng.random((80, 6))
+    y = X[:, 4] - 2 * X[:, 5]
+    own = make_predictor("ridge@own", 0, own_width=2)
+    assert own.name == "ridge@own" and lighter(own).width == 2
+    mean, _ = own.fit(X[:60], y[:60]).predict(X[60:])
+    noisy = X[60:].copy()
+    noisy[:, :4] = rng.random((20, 4))        # the other columns do not reach it
+    assert np.allclose(own.predict(noisy)[0], mean) and quality(y[60:], mean)["kendall_tau"] > 0.9
+    with pytest.raises(ValueError, match="has none"):
+        make_predictor("ridge@own", 0)
+    with pytest.raises(ValueError, match="'own'"):
+        make_predictor("ridge@cell", 0, own_width=2)
+    space, evaluate = _table()
+    with pytest.raises(ValueError, match="has none"):   # refused at set-up, before any trial
+        tradeoff.search(space, {"acc": "maximize", "cost": "minimize"}, evaluate, budget=20, tracking=None,
+                        algorithm=tradeoff.make_algorithm("predictive", predictors=("rf", "ridge@own")))
+    algo = tradeoff.make_algorithm("predictive", predictors=("rf", "ridge@own"))
+    tradeoff.search(space.with_features(_cost_of_parts), {"acc": "maximize", "cost": "minimize"}, evaluate,
+                    budget=60, algorithm=algo, seed=0, tracking=None)
+    last = algo.quality_log[-1]
+    assert last["evaluated"] >= 30 and {"1:rf", "1:ridge@own"} <= set(last["quality"])
+    assert last["quality"]["1:ridge@own"]["kendall_tau"] > 0.95 > last["quality"]["1:rf"]["kendall_tau"]
+    assert last["chosen"][1] == "ridge@own"   # cost is a sum of the parts, and CV sees it
 
 
 def _zdt(c):
@@ -343,6 +434,7 @@ def test_the_inner_arm_learns_from_every_real_result():
         front = tradeoff.search(space, {"acc": "maximize", "cost": "minimize"}, evaluate, budget=40, algorithm=algo,
                                 seed=0, tracking=None)
         own = sum(a == "inner" for a in algo.arm_of.values())
-        told[warm] = len(algo.inner.study.trials)
+        # a proposal of the inner sampler that another arm had asked is told to it as its own trial too
+        told[warm] = len({tuple(sorted(t.params.items())) for t in algo.inner.study.trials})
         assert 0 < own < 40
         assert told[warm] == (len(front.trials) if warm else own), (warm, told[warm], own)

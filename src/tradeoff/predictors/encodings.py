@@ -9,6 +9,10 @@ set, the count of each value over the group (a bag-of-operations encoding), and,
 tree or GP sees "this wiring with that operation" directly. A space that knows more of its own
 structure says so with ``Space.with_features``, and its columns are appended too:
 ``cell_features`` gives them for a cell of nodes that each take one earlier node's output.
+
+A space that knows which configs build the same model (``Space.with_canonical``: isomorphic
+cells, a supernet's inactive slots) gives every config the features of its canonical one, so
+configs of one model look alike to a predictor, as their results do.
 """
 
 from __future__ import annotations
@@ -29,8 +33,15 @@ def slot_groups(space) -> list[list[str]]:
 
 def structured_features(space, configs: list[dict]) -> np.ndarray:
     """``encode`` plus value counts per slot group, (other choice, op) co-occurrence, and the
-    space's own features (``Space.with_features``)."""
+    space's own features (``Space.with_features``), each of the config's canonical model."""
+    configs = as_built(space, configs)
     return _with_own(space, configs, _grouped(space, configs))
+
+
+def as_built(space, configs: list[dict]) -> list[dict]:
+    """Each config as the canonical config of the model it builds (itself without a canonical rule)."""
+    canonical = getattr(space, "canonical", None)
+    return list(configs) if canonical is None else [canonical(c) for c in configs]
 
 
 def _with_own(space, configs, X: np.ndarray) -> np.ndarray:
@@ -72,10 +83,17 @@ def grid_features(space, domains: list[list], index: np.ndarray, structured: boo
     that predicts thousands of configs of an enumerated space every round."""
     names = space.names
     index = np.asarray(index, dtype=int).reshape(-1, len(names))
+    configs = None
+    if getattr(space, "canonical", None) is not None:  # the canonical model's values, as indices again
+        configs = as_built(space, [{n: domains[j][i] for j, (n, i) in enumerate(zip(names, ix))} for ix in index])
+        at = [{repr(v): i for i, v in enumerate(d)} for d in domains]
+        index = np.array([[at[j][repr(c[n])] for j, n in enumerate(names)] for c in configs],
+                         dtype=int).reshape(-1, len(names))
     X = _grid_grouped(space, domains, index, structured)
     if not structured or getattr(space, "extra_features", None) is None:
         return X
-    configs = [{n: domains[j][i] for j, (n, i) in enumerate(zip(names, ix))} for ix in index]
+    if configs is None:
+        configs = [{n: domains[j][i] for j, (n, i) in enumerate(zip(names, ix))} for ix in index]
     return _with_own(space, configs, X)
 
 
@@ -131,7 +149,7 @@ def cell_features(inputs: list[list[int]], ops: list[list], values: list, passes
     for r, link in enumerate(inputs):
         cells[tuple(int(x) for x in link)].append(r)
     n_nodes = len(inputs[0]) if len(inputs) else 0   # every cell has as many nodes
-    out = np.zeros((len(ops), n_nodes * k + 2 * k + 3 + (3 if prop is not None else 0)))
+    out = np.zeros((len(ops), n_nodes * k + 3 * k + 3 + (3 if prop is not None else 0)))
     for link, rs in cells.items():
         n = len(link)
         depth = [0] * (n + 1)
@@ -152,7 +170,8 @@ def cell_features(inputs: list[list[int]], ops: list[list], values: list, passes
             paths.append(oh[:, nodes].sum(axis=1))
         paths = np.stack(paths, axis=1)                             # cells x outputs x operations
         out_depth = [depth[o] for o in outputs]
-        cols = [by_depth.reshape(len(rs), -1), paths.max(axis=1), paths.mean(axis=1),
+        at_outputs = oh[:, [o - 1 for o in outputs]].sum(axis=1)     # cells x operations
+        cols = [by_depth.reshape(len(rs), -1), at_outputs, paths.max(axis=1), paths.mean(axis=1),
                 np.tile([len(outputs), max(out_depth), float(np.mean(out_depth))], (len(rs), 1))]
         if prop is not None:
             hops = paths @ prop

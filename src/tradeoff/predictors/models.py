@@ -107,6 +107,27 @@ class GP(Predictor):
 
 
 @dataclass
+class Columns(Predictor):
+    """Another predictor on the last ``width`` feature columns only: the space's own features
+    (``Space.with_features``), where a cost that is a sum over a cell's parts is fitted from fewer
+    samples than with every column beside them."""
+
+    inner: Predictor
+    width: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}@own"
+
+    def fit(self, X, y):
+        self.inner.fit(np.asarray(X, float)[:, -self.width:], y)
+        return self
+
+    def predict(self, X):
+        return self.inner.predict(np.asarray(X, float)[:, -self.width:])
+
+
+@dataclass
 class Survival:
     """The chance that a candidate evaluates at all (no exception, NaN or timeout): a random forest
     classifier on every trial so far, the failed ones included. Each leaf's share is shrunk toward
@@ -143,9 +164,11 @@ class Survival:
 
 
 def _ridge(seed):
-    from sklearn.linear_model import Ridge
+    # the penalty picked by leave-one-out (cheap for ridge): a cost that is a sum over the model's
+    # parts (parameters by operation) is fitted near exactly, a noisy target is still smoothed
+    from sklearn.linear_model import RidgeCV
 
-    return Ridge(alpha=1.0)
+    return RidgeCV(alphas=np.logspace(-4, 2, 13))
 
 
 def _gbm(seed):
@@ -180,6 +203,8 @@ _REGISTRY: dict[str, Callable[[int], Predictor]] = {
 def lighter(p: Predictor) -> Predictor:
     """A cheaper copy for cross-validation, where only the ranking of predictor kinds matters: fewer
     trees, ensemble members and optimiser restarts (a third of the cost, about the same ranking)."""
+    if isinstance(p, Columns):
+        return Columns(lighter(p.inner), p.width)
     if isinstance(p, Forest):
         return dataclasses.replace(p, n_estimators=min(p.n_estimators, 30))
     if isinstance(p, Ensemble):
@@ -193,9 +218,20 @@ def predictor_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_predictor(name: str | Predictor, seed: int = 0) -> Predictor:
+def make_predictor(name: str | Predictor, seed: int = 0, own_width: int | None = None) -> Predictor:
+    """A predictor by name; ``<name>@own`` sees only the space's own features, the last ``own_width``
+    columns."""
     if isinstance(name, Predictor):
         return name
-    if name not in _REGISTRY:
-        raise ValueError(f"predictor {name!r} is not one of {', '.join(predictor_names())}")
-    return _REGISTRY[name](seed)
+    base, at, view = name.partition("@")
+    if base not in _REGISTRY:
+        raise ValueError(f"predictor {name!r} is not one of {', '.join(predictor_names())} "
+                         "(each also as <name>@own, on the space's own features)")
+    if not at:
+        return _REGISTRY[base](seed)
+    if view != "own":
+        raise ValueError(f"predictor {name!r}: the one view after '@' is 'own' (the space's own features)")
+    if not own_width:
+        raise ValueError(f"predictor {name!r} sees the space's own features, and this space has none "
+                         "(Space.with_features gives them)")
+    return Columns(_REGISTRY[base](seed), own_width)

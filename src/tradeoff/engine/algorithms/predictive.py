@@ -32,7 +32,7 @@ import time
 import numpy as np
 from scipy.stats import norm
 
-from ...predictors.encodings import structured_features
+from ...predictors.encodings import as_built, structured_features
 from ...predictors.models import Survival, lighter, make_predictor
 from ...predictors.quality import cross_validated, selection_score
 from .acquisition import prefilter, select_batch
@@ -102,6 +102,11 @@ class Predictive(Algorithm):
         self._grid: Grid | None = None
         self._grid_marked = 0
         self._survival: Survival | None = None  # P(a candidate evaluates at all), once a trial has failed
+        own = space.extra_features if self.structured else None   # the last columns of the features
+        self._own_width = int(np.asarray(own(as_built(space, [space.sample(np.random.default_rng(0))]))).shape[1]) \
+            if own is not None else None
+        for kind in self.predictors:  # a bad name, or a view this space cannot give, fails before any trial
+            make_predictor(kind, own_width=self._own_width)
 
     def __getstate__(self):  # the enumerated candidate pool is rebuilt, not checkpointed
         d = dict(self.__dict__)
@@ -110,7 +115,7 @@ class Predictive(Algorithm):
 
     def __setstate__(self, d):  # a checkpoint from before the success model resumes without one
         self.__dict__.update({"_survival": None, "min_success": 0.75, "learn_failures": True,
-                              "warm_inner": False, **d})
+                              "warm_inner": False, "_own_width": None, **d})
 
     @property
     def seen(self) -> set[str]:
@@ -209,7 +214,7 @@ class Predictive(Algorithm):
                 best, best_score = self.predictors[0], -np.inf
                 if len(self.predictors) > 1 and np.ptp(y) > 0:
                     for kind in self.predictors:
-                        p = make_predictor(kind, self.seed)
+                        p = self._make(kind, self.seed)
                         q = cross_validated(lighter(p) if self.light_cv else p, Xo, y, folds=self.cv_folds,
                                             seed=self.seed)
                         qual[f"{j}:{kind}"] = {k: round(q[k], 4) for k in ("kendall_tau", "top10_recall", "mape")}
@@ -222,7 +227,10 @@ class Predictive(Algorithm):
         if failed.any() and self.learn_failures:
             X_all = self._features(self.history.configs)
             self._survival = Survival(seed=self.seed + self.rounds).fit(X_all, failed)
-        return [make_predictor(kind, self.seed + self.rounds).fit(Xo, y) for kind, y in zip(self.chosen, targets)]
+        return [self._make(kind, self.seed + self.rounds).fit(Xo, y) for kind, y in zip(self.chosen, targets)]
+
+    def _make(self, kind, seed):
+        return make_predictor(kind, seed, own_width=self._own_width)
 
     def _p_success(self, C) -> np.ndarray:
         return np.ones(len(C)) if self._survival is None else self._survival.predict(C)
