@@ -64,6 +64,10 @@ def test_good_recipe_validates_and_builds():
      "search.options: ng:NGOpt has no option 'popsize'; its options: batch_size"),
     ({"search__algorithm": "auto", "search__options": {"kapa": 1}},
      "search.options: predictive has no option 'kapa' (did you mean 'kappa'?)"),
+    ({"search__algorithm": "predictive", "search__options": {"predictors": ["rf", "gpx"]}},
+     "search.options: predictor 'gpx' is not one of extra-trees, gbm, gp, gp-ard, mlp, rf, ridge"),
+    ({"search__algorithm": "predictive", "search__options": {"predictors": ["gp@cell"]}},
+     "search.options: predictor 'gp@cell': the one view after '@' is 'own'"),
 ])
 def test_schema_errors_name_the_field_and_what_is_allowed(changes, message):
     with pytest.raises(RecipeError) as e:
@@ -82,6 +86,8 @@ def test_schema_errors_name_the_field_and_what_is_allowed(changes, message):
     ({"space": {"a": [1, 2]}}, "space: workload 'zdt1' has a fixed space"),
     ({"search__initial": [{"x0": 0.5, "x1": 0.5, "x2": 7}]}, "search.initial.0: x2: 7.0 is not in reals 0.0..1.0"),
     ({"workload": {"name": "table", "path": "nope.csv"}}, "workload: table nope.csv does not exist"),
+    ({"search__algorithm": "predictive", "search__options": {"predictors": ["rf", "ridge@own"]}},
+     "search.options: predictor 'ridge@own' sees the space's own features, and this space has none"),
 ])
 def test_workload_level_errors(changes, message):
     recipe, _ = load_recipe(bad(**changes))

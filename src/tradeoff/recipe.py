@@ -335,6 +335,13 @@ def build_workload(recipe: Recipe):
             wl.space.validate(c)
         except ValueError as e:
             errs.append(f"search.initial.{i}: {e}")
+    if not recipe.search.algorithm.startswith("ng:") and recipe.search.algorithm != "auto":
+        from .engine.algorithms.base import make_algorithm
+
+        try:
+            make_algorithm(recipe.search.algorithm, **recipe.search.options).check_space(wl.space)
+        except ValueError as e:
+            errs.append(f"search.options: {e}")
     if errs:
         raise RecipeError("\n".join(errs))
     return wl

@@ -216,19 +216,26 @@ def predictor_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_predictor(name: str) -> tuple[str, bool]:
+    """The registered kind a name asks for, and whether it sees only the space's own features
+    (``<name>@own``); a name that is neither says what is allowed."""
+    base, at, view = name.partition("@")
+    if base not in _REGISTRY:
+        raise ValueError(f"predictor {name!r} is not one of {', '.join(predictor_names())} "
+                         "(each also as <name>@own, on the space's own features)")
+    if at and view != "own":
+        raise ValueError(f"predictor {name!r}: the one view after '@' is 'own' (the space's own features)")
+    return base, bool(at)
+
+
 def make_predictor(name: str | Predictor, seed: int = 0, own_width: int | None = None) -> Predictor:
     """A predictor by name; ``<name>@own`` sees only the space's own features, the last ``own_width``
     columns."""
     if isinstance(name, Predictor):
         return name
-    base, at, view = name.partition("@")
-    if base not in _REGISTRY:
-        raise ValueError(f"predictor {name!r} is not one of {', '.join(predictor_names())} "
-                         "(each also as <name>@own, on the space's own features)")
-    if not at:
+    base, own = check_predictor(name)
+    if not own:
         return _REGISTRY[base](seed)
-    if view != "own":
-        raise ValueError(f"predictor {name!r}: the one view after '@' is 'own' (the space's own features)")
     if not own_width:
         raise ValueError(f"predictor {name!r} sees the space's own features, and this space has none "
                          "(Space.with_features gives them)")

@@ -42,6 +42,10 @@ class Algorithm(abc.ABC):
     def tell(self, configs: list[Config], values: np.ndarray, violations: np.ndarray) -> None:
         raise NotImplementedError
 
+    def check_space(self, space: Space) -> None:
+        """Raise ValueError when this algorithm, as configured, cannot search ``space`` (an option
+        that needs something the space lacks), so a recipe is refused before its run starts."""
+
     def observe(self, configs: list[Config], values: np.ndarray, violations: np.ndarray) -> None:
         """Results of configs this algorithm did not ask for (another searcher's), as ``tell`` takes
         them. An algorithm that cannot learn from them ignores them (the default)."""

@@ -33,7 +33,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ...predictors.encodings import as_built, structured_features
-from ...predictors.models import Survival, lighter, make_predictor
+from ...predictors.models import Survival, check_predictor, lighter, make_predictor
 from ...predictors.quality import cross_validated, selection_score
 from .acquisition import prefilter, select_batch
 from .base import Algorithm, make_algorithm, register
@@ -62,6 +62,9 @@ class Predictive(Algorithm):
         self.initial_size = initial_size
         self.predictors = AUTO_PREDICTORS if predictors == "auto" else \
             ((predictors,) if isinstance(predictors, str) else tuple(predictors))
+        for kind in self.predictors:  # a misspelt predictor is refused with the recipe, not mid-run
+            if isinstance(kind, str):
+                check_predictor(kind)
         self.kappa = kappa                # optimism of the prefilter: mean - kappa * std
         self.inner_name = inner
         self.arms = tuple(a for a in arms if a in ARMS) or ("model",)
@@ -102,11 +105,20 @@ class Predictive(Algorithm):
         self._grid: Grid | None = None
         self._grid_marked = 0
         self._survival: Survival | None = None  # P(a candidate evaluates at all), once a trial has failed
-        own = space.extra_features if self.structured else None   # the last columns of the features
-        self._own_width = int(np.asarray(own(as_built(space, [space.sample(np.random.default_rng(0))]))).shape[1]) \
+        self._own_width = self._own_features(space)
+
+    def check_space(self, space):
+        self._own_features(space)
+
+    def _own_features(self, space) -> int | None:
+        """How many of the features are the space's own (the last columns); a predictor that sees only
+        them, on a space without them, fails here, before any trial."""
+        own = space.extra_features if self.structured else None
+        width = int(np.asarray(own(as_built(space, [space.sample(np.random.default_rng(0))]))).shape[1]) \
             if own is not None else None
-        for kind in self.predictors:  # a bad name, or a view this space cannot give, fails before any trial
-            make_predictor(kind, own_width=self._own_width)
+        for kind in self.predictors:
+            make_predictor(kind, own_width=width)
+        return width
 
     def __getstate__(self):  # the enumerated candidate pool is rebuilt, not checkpointed
         d = dict(self.__dict__)
