@@ -335,7 +335,7 @@ def build_workload(recipe: Recipe):
             wl.space.validate(c)
         except ValueError as e:
             errs.append(f"search.initial.{i}: {e}")
-    if not recipe.search.algorithm.startswith("ng:") and recipe.search.algorithm != "auto":
+    if not recipe.search.algorithm.startswith("ng:"):  # Nevergrad's options never depend on the space; its import takes seconds
         from .engine.algorithms.base import make_algorithm
 
         try:

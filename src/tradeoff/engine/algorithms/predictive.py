@@ -116,8 +116,9 @@ class Predictive(Algorithm):
         own = space.extra_features if self.structured else None
         width = int(np.asarray(own(as_built(space, [space.sample(np.random.default_rng(0))]))).shape[1]) \
             if own is not None else None
-        for kind in self.predictors:
-            make_predictor(kind, own_width=width)
+        for kind in self.predictors:  # the names were checked in __init__; here only the view needs the space
+            if isinstance(kind, str) and kind.endswith("@own"):
+                make_predictor(kind, own_width=width)
         return width
 
     def __getstate__(self):  # the enumerated candidate pool is rebuilt, not checkpointed
