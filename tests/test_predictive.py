@@ -233,7 +233,7 @@ def test_predictive_chooses_predictors_by_cross_validation_and_logs_its_arms():
     q = algo.quality_log[0]
     assert set(q["chosen"]) <= {"ridge", "rf"} and {"0:ridge", "0:rf", "1:ridge", "1:rf"} <= set(q["quality"])
     assert all(set(v) == {"kendall_tau", "top10_recall", "mape"} for v in q["quality"].values())
-    assert algo.arm_log and all(sum(r["slots"].values()) == 10 for r in algo.arm_log)
+    assert algo.batch_size == 5 and algo.arm_log and all(sum(r["slots"].values()) == 5 for r in algo.arm_log)
     assert all(r["seconds"] >= 0 for r in algo.arm_log)
 
 
@@ -302,6 +302,25 @@ def test_auto_takes_the_workload_declared_cost():
     assert info["algorithm_choice"]["algorithm"] == "predictive" and "declared" in info["algorithm_choice"]["why"]
 
 
+@pytest.mark.parametrize("declared, given, budget, first, then", [
+    (30.0, None, 40, 5, 5),      # expensive: the predictor loop's own batches of 5, from the first
+    (0.0, None, 200, 10, 25),    # cheap: the timed batch of 10, then NSGA-II's generations of 25
+    (30.0, 8, 40, 8, 8),         # a given batch size holds throughout
+])
+def test_auto_goes_on_in_the_chosen_algorithms_batches(declared, given, budget, first, then):
+    space = Space({"x0": Float(0.0, 1.0), "x1": Float(0.0, 1.0)})
+    options = {"predictors": ("ridge",), "declared_seconds": declared or None, "threshold_s": 1.0}
+    if given:
+        options["batch_size"] = given
+    algo = tradeoff.make_algorithm("auto", **options)
+    front = tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, _zdt, budget=budget, algorithm=algo,
+                            seed=0, tracking=None)
+    per_batch = np.bincount([t.batch for t in front.trials]).tolist()
+    # the second batch of NSGA-II is its first generation, which holds the timed batch again (not re-evaluated)
+    assert per_batch[0] == first and set(per_batch[2:-1]) == {then}, per_batch
+    assert algo.decision["algorithm"] == ("predictive" if declared else "nsga2") and algo.batch_size == then
+
+
 @pytest.mark.parametrize("name", predictor_names())
 def test_every_registered_predictor_learns_a_ranking(name):
     """Each predictor fits, predicts mean and spread of the right shape, and ranks held-out points."""
@@ -358,11 +377,11 @@ def test_every_arm_keeps_its_minimum_share_of_the_batch():
 @pytest.mark.parametrize("size", [13, 6])
 def test_the_initial_design_is_its_size_and_the_arms_fill_the_rest_of_that_batch(size):
     space, evaluate = _table()
-    algo = tradeoff.make_algorithm("predictive", initial_size=size)
+    algo = tradeoff.make_algorithm("predictive", initial_size=size, batch_size=10)
     tradeoff.search(space, {"acc": "maximize", "cost": "minimize"}, evaluate, budget=60, algorithm=algo, seed=0,
                     tracking=None)
     arms = list(algo.arm_of.values())
-    # 13 random configs, not two whole batches of them: 7 of the second batch are the arms' picks;
+    # batches of 10: 13 random configs, not two whole batches of them: 7 of the second batch are the arms' picks;
     # 6 random configs, asked alone (not a whole random batch), then a batch of the arms' picks
     assert arms[:size] == ["random"] * size and "random" not in arms[size:size + 7], arms[:20]
     assert sum(algo.arm_log[0]["slots"].values()) == (7 if size > 10 else 10) and len(arms) == 60

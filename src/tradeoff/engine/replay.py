@@ -26,16 +26,18 @@ class Replayed:
     missed: int = 0                     # logged trials the algorithm never asked for again (a library that is not deterministic)
 
 
-def replay(algorithm: Algorithm, space: Space, cache: dict[str, Trial], batch: int, budget: int | None,
+def replay(algorithm: Algorithm, space: Space, cache: dict[str, Trial], batch: int | None, budget: int | None,
            values: Callable[[list[Trial]], np.ndarray], violations: Callable[[list[Trial]], np.ndarray],
            max_idle: int = 25) -> Replayed:
     """Ask/tell ``algorithm`` (freshly set up) through the logged trials in ``cache``; stop at the first batch
-    with a config not in the log, which is returned as ``pending`` for the loop to evaluate."""
+    with a config not in the log, which is returned as ``pending`` for the loop to evaluate. ``batch`` None:
+    the algorithm's own batch, read before every ask as the loop does."""
     seen: set[str] = set()
     batches = idle = 0
     pending: list[Config] = []
     while True:
-        n = batch if budget is None else min(batch, budget - len(seen))
+        size = batch or algorithm.batch_size or 10
+        n = size if budget is None else min(size, budget - len(seen))
         if n <= 0 or idle >= max_idle:
             break
         configs = [space.validate(c) for c in algorithm.ask(n)]

@@ -197,8 +197,7 @@ class Study:
         if state:
             study.elapsed_s, study.batches, study._told = state["elapsed_s"], state["batches"], state["n_trials"]
         else:
-            batch = spec.batch_size or algo.batch_size or 10
-            r = replay(algo, space, study.cache, batch, spec.budget, study._values, study._violations)
+            r = replay(algo, space, study.cache, spec.batch_size, spec.budget, study._values, study._violations)
             study.batches, study._told, study._pending = r.batches, r.told, r.pending
         if tracker is not None:
             tracker.reopen(run_id)
@@ -209,7 +208,6 @@ class Study:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> Front:
         spec = self.spec
-        batch = spec.batch_size or self.algorithm.batch_size or 10
         t0 = time.monotonic() - self.elapsed_s
         idle = 0
         status = "FINISHED"
@@ -223,6 +221,8 @@ class Study:
                     break
                 # sized from the trials at the last checkpoint, so a resumed run asks exactly what
                 # the interrupted one asked (its finished trials are then taken from the cache)
+                # the algorithm's own batch is read every time: `auto` takes its choice's after the first
+                batch = spec.batch_size or self.algorithm.batch_size or 10
                 n = batch if spec.budget is None else min(batch, spec.budget - self._told)
                 configs, self._pending = self._pending or self._ask(n), []
                 if not configs:  # e.g. a population that cannot breed anything new in a tiny space

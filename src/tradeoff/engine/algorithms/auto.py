@@ -6,7 +6,9 @@ handing it out to hearing its results, per trial, unless the workload declared i
 (``predictive``) pays for its own seconds per batch; below it a population algorithm
 (``nsga2``) makes more of the same wall-clock. The choice and its reason are kept in
 ``decision`` (the study logs it and records it in the run's info); the first batch is handed
-to the chosen algorithm as its initial configs, so nothing is evaluated twice.
+to the chosen algorithm as its initial configs, so nothing is evaluated twice. After it, the run
+goes on in the chosen algorithm's own batches (the predictor loop's 5, a generation of NSGA-II)
+unless ``batch_size`` was given.
 """
 
 from __future__ import annotations
@@ -20,28 +22,28 @@ from .base import Algorithm, make_algorithm, register
 class Auto(Algorithm):
     name = "auto"
 
-    def __init__(self, batch_size: int = 10, threshold_s: float = 1.0, expensive: str = "predictive",
+    def __init__(self, batch_size: int | None = None, threshold_s: float = 1.0, expensive: str = "predictive",
                  cheap: str = "nsga2", declared_seconds: float | None = None, **options):
-        self.batch_size = batch_size
+        self.requested_batch = batch_size  # None: the chosen algorithm's own batch after the first
+        self.batch_size = batch_size or 10  # the first, timed batch
         self.threshold_s = threshold_s
         self.expensive, self.cheap = expensive, cheap
         self.declared_seconds = declared_seconds
         self.options = options      # passed to the expensive one if it is chosen
         self.decision: dict | None = None
         if options:  # a typo is reported now, not when (and only if) the expensive algorithm is picked
-            make_algorithm(expensive, batch_size=batch_size, **options)
+            make_algorithm(expensive, **self._batch_option(), **options)
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
         self.chosen: Algorithm | None = None
         self.first: list = []
         self._asked_at: float | None = None
+        if self.declared_seconds is not None:  # chosen now, so even the first batch is the chosen one's size
+            self._choose(float(self.declared_seconds), "declared by the workload")
 
     def ask(self, n):
         if self.chosen is not None:
-            return self.chosen.ask(n)
-        if self.declared_seconds is not None:
-            self._choose(float(self.declared_seconds), "declared by the workload")
             return self.chosen.ask(n)
         out = self.initial[:n]
         self.initial = self.initial[n:]
@@ -72,7 +74,7 @@ class Auto(Algorithm):
         why = (f"{seconds:.3g} s per trial ({how}) is {'at or above' if expensive else 'below'} "
                f"{self.threshold_s:g} s: {'a predictor loop saves evaluations' if expensive else 'a population algorithm makes more of the time'}")
         # options meant for one kind (e.g. the predictor loop's ``predictors``) are not passed to the other
-        opts = {"batch_size": self.batch_size, **self.options} if pick == self.expensive else {}
+        opts = {**self._batch_option(), **self.options} if pick == self.expensive else {}
         self.chosen = make_algorithm(pick, **opts)
         self.chosen.reference = self.reference
         # the chosen one asks the first batch again as its initial configs: the study has them cached
@@ -81,6 +83,10 @@ class Auto(Algorithm):
                           initial=initial + list(self.initial))
         self.decision = {"algorithm": pick, "seconds_per_trial": round(float(seconds), 6), "why": why}
         self.batch_size = getattr(self.chosen, "batch_size", None) or self.batch_size
+
+    def _batch_option(self) -> dict:
+        batch = getattr(self, "requested_batch", self.batch_size)  # a checkpoint from before: its batch
+        return {"batch_size": batch} if batch else {}
 
     @property
     def note(self) -> str | None:
