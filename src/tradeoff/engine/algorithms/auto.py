@@ -79,7 +79,9 @@ class Auto(Algorithm):
         self.chosen.reference = self.reference
         # the chosen one asks the first batch again as its initial configs: the study has them cached
         initial = [] if hasattr(self.chosen, "history") else list(self.first)
-        self.chosen.setup(self.space, self.n_objectives, self.n_constraints, self.seed, budget=self.budget,
+        # its own stream: on auto's seed, its random draws would repeat the first batch (NSGA-II's first
+        # generation then lost those as duplicates: 15 of 25)
+        self.chosen.setup(self.space, self.n_objectives, self.n_constraints, self.seed + 1, budget=self.budget,
                           initial=initial + list(self.initial))
         self.decision = {"algorithm": pick, "seconds_per_trial": round(float(seconds), 6), "why": why}
         self.batch_size = getattr(self.chosen, "batch_size", None) or self.batch_size
