@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from .base import Algorithm, make_algorithm, register
+from .base import Algorithm, check_batch_size, make_algorithm, register
 
 
 @register("auto")
@@ -24,6 +24,8 @@ class Auto(Algorithm):
 
     def __init__(self, batch_size: int | None = None, threshold_s: float = 1.0, expensive: str = "predictive",
                  cheap: str = "nsga2", declared_seconds: float | None = None, **options):
+        if batch_size is not None:
+            check_batch_size(batch_size)
         self.requested_batch = batch_size  # None: the chosen algorithm's own batch after the first
         self.batch_size = batch_size or 10  # the first, timed batch
         self.threshold_s = threshold_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import numbers
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,12 @@ ALGORITHMS = Registry("algorithm", __package__, {
 })
 register_algorithm = ALGORITHMS.register
 register = register_algorithm  # the name the adapters use
+
+
+def check_batch_size(value) -> None:
+    """A batch is a whole number of evaluations, at least 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"batch_size is the evaluations per round, a whole number of at least 1; got {value!r}")
 
 
 def algorithm_names() -> list[str]:

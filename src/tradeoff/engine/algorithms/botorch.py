@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from .base import Algorithm, register
+from .base import Algorithm, check_batch_size, register
 from .grid import domain
 from .local import Claims, History, neighbours
 
@@ -34,6 +34,7 @@ class BoTorchMOBO(Claims, Algorithm):
     def __init__(self, batch_size: int = 10, initial_size: int | None = None, acquisition: str = "qlognehvi",
                  n_candidates: int = 1000, enumerate_limit: int = 5000, max_train: int = 200, threads: int = 1,
                  fused_kernel: bool = False, mc_samples: int = 32):
+        check_batch_size(batch_size)
         if acquisition not in ("qlognehvi", "qnparego"):
             raise ValueError(f"acquisition {acquisition!r} is not one of qlognehvi, qnparego")
         self.batch_size = batch_size

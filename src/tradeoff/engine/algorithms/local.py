@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..front import nondominated_mask
-from .base import Algorithm, register
+from .base import Algorithm, check_batch_size, register
 
 
 class History:
@@ -134,6 +134,7 @@ class LocalSearch(Claims, Algorithm):
     name = "local"
 
     def __init__(self, batch_size: int = 10, initial_size: int = 10):
+        check_batch_size(batch_size)
         self.batch_size = batch_size
         self.initial_size = initial_size
 

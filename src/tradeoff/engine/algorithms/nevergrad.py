@@ -22,7 +22,7 @@ import numpy as np
 from ...spaces.params import Choice, Float, Int, Mask
 from ...spaces.space import Config
 from ..front import derive_reference
-from .base import Algorithm, check_options, fill_failed, named_parameters, register
+from .base import Algorithm, check_batch_size, check_options, fill_failed, named_parameters, register
 
 MAX_VIOLATION = 1e3  # an infinite violation (a missing metric) is graded as this much
 
@@ -86,6 +86,7 @@ class Nevergrad(Algorithm):
     name = "ng"
 
     def __init__(self, optimizer: str = "NGOpt", batch_size: int = 10, **options: Any):
+        check_batch_size(batch_size)
         if optimizer not in ng.optimizers.registry:
             raise ValueError(f"nevergrad has no optimizer {optimizer!r} (see ng.optimizers.registry)")
         self.optimizer = optimizer

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from ...spaces.params import Choice, Float, Int, Mask
 from ...spaces.space import Config
-from .base import Algorithm, check_options, named_parameters, register
+from .base import Algorithm, check_batch_size, check_options, named_parameters, register
 from .pymoo import default_pop_size
 
 BIG_VIOLATION = 1e6  # stands in for an infinite violation (a missing metric): GPs need finite numbers
@@ -88,6 +88,8 @@ class OptunaAlgorithm(Algorithm):
     _own_options: tuple[str, ...] = ()   # a subclass's own keywords, beside the sampler's
 
     def __init__(self, batch_size: int | None = None, **options: Any):
+        if batch_size is not None:
+            check_batch_size(batch_size)
         self.batch_size = batch_size
         self.options = options
         if options and self.sampler_cls:

@@ -40,7 +40,7 @@ from ...predictors.encodings import as_built, structured_features
 from ...predictors.models import Survival, check_predictor, lighter, make_predictor
 from ...predictors.quality import cross_validated, selection_score
 from .acquisition import prefilter, select_batch
-from .base import Algorithm, make_algorithm, register
+from .base import Algorithm, check_batch_size, make_algorithm, register
 from .grid import Grid
 from .local import History, neighbours
 
@@ -60,6 +60,7 @@ class Predictive(Algorithm):
                  max_candidates: int = 300, draws: int = 32, structured: bool = True,
                  use_reference: bool = True, light_cv: bool = True, min_success: float = 0.75,
                  learn_failures: bool = True, warm_inner: bool = True):
+        check_batch_size(batch_size)
         if not 0.0 <= min_success <= 1.0:
             raise ValueError(f"min_success is a probability, between 0 and 1; got {min_success}")
         self.batch_size = batch_size

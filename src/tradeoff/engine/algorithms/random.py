@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Algorithm, register
+from .base import Algorithm, check_batch_size, register
 
 
 @register("random")
@@ -10,6 +10,7 @@ class RandomSearch(Algorithm):
     name = "random"
 
     def __init__(self, batch_size: int = 10):
+        check_batch_size(batch_size)
         self.batch_size = batch_size
 
     def ask(self, n):
