@@ -26,6 +26,12 @@ class Replayed:
     missed: int = 0                     # logged trials the algorithm never asked for again (a library that is not deterministic)
 
 
+def batch_for(batch: int | None, algorithm: Algorithm) -> int:
+    """The batch to ask: the search's own, else the algorithm's (read before every ask: ``auto`` takes its
+    choice's after the first), else 10."""
+    return batch or algorithm.batch_size or 10
+
+
 def replay(algorithm: Algorithm, space: Space, cache: dict[str, Trial], batch: int | None, budget: int | None,
            values: Callable[[list[Trial]], np.ndarray], violations: Callable[[list[Trial]], np.ndarray],
            max_idle: int = 25) -> Replayed:
@@ -36,7 +42,7 @@ def replay(algorithm: Algorithm, space: Space, cache: dict[str, Trial], batch: i
     batches = idle = 0
     pending: list[Config] = []
     while True:
-        size = batch or algorithm.batch_size or 10
+        size = batch_for(batch, algorithm)
         n = size if budget is None else min(size, budget - len(seen))
         if n <= 0 or idle >= max_idle:
             break

@@ -40,7 +40,7 @@ from .executors import Executor, make_executor
 from .front import Front
 from .objectives import Constraint, ConstraintError, Objective, minimised, missing_constraint_metrics, violations
 from .progress import Progress
-from .replay import replay
+from .replay import batch_for, replay
 from .trial_log import TrialLog, next_number, read_trials
 
 MAX_IDLE_BATCHES = 25  # consecutive batches with nothing new: the space (or algorithm) is exhausted
@@ -221,8 +221,7 @@ class Study:
                     break
                 # sized from the trials at the last checkpoint, so a resumed run asks exactly what
                 # the interrupted one asked (its finished trials are then taken from the cache)
-                # the algorithm's own batch is read every time: `auto` takes its choice's after the first
-                batch = spec.batch_size or self.algorithm.batch_size or 10
+                batch = batch_for(spec.batch_size, self.algorithm)
                 n = batch if spec.budget is None else min(batch, spec.budget - self._told)
                 configs, self._pending = self._pending or self._ask(n), []
                 if not configs:  # e.g. a population that cannot breed anything new in a tiny space
