@@ -43,6 +43,10 @@ for _d in NBG_DATASETS:
                              "objectives": {"accuracy": "maximize", "latency_ms": "minimize"}, "reference": None}
     PROBLEMS[f"nbgp-{_d}"] = {"workload": ("nasbench_graph", {"dataset": _d}),
                               "objectives": {"accuracy": "maximize", "params_m": "minimize"}, "reference": None}
+    # a search sees the validation accuracy; the test accuracy (on other nodes) is how the models it
+    # keeps would do once deployed: the held-out regret
+    for _k in (f"nbg-{_d}", f"nbgp-{_d}"):
+        PROBLEMS[_k]["held_out"] = {"accuracy": "test_accuracy"}
 # a real workload has no exact front: regret is taken against the front pooled over every run of
 # every algorithm (its nadir + 10% of its range as the reference), so a run is judged against the
 # best that anyone found. The joint digits recipe's space, with size as the cost: the bytes of the
@@ -79,6 +83,47 @@ def true_hv(name: str, wl, reference: dict[str, float]) -> float:
     objs = list(p["objectives"])
     signs = np.array([1.0 if p["objectives"][o] == "minimize" else -1.0 for o in objs])
     return hypervolume(wl.true_front(objs), signs * np.array([reference[o] for o in objs]))
+
+
+def held_out_objectives(problem: str) -> dict[str, str]:
+    """The problem's objectives with each searched metric replaced by its held-out twin."""
+    p = PROBLEMS[problem]
+    return {p["held_out"].get(o, o): d for o, d in p["objectives"].items()}
+
+
+_HELD_OUT: dict = {}
+
+
+def held_out_scale(problem: str, wl) -> tuple[np.ndarray, float]:
+    """The held-out true front's reference point (its nadir + 10% of its range, minimised) and hypervolume."""
+    from tradeoff.core.pareto import hypervolume
+
+    if problem not in _HELD_OUT:
+        F = wl.true_front(list(held_out_objectives(problem)))
+        ref = F.max(axis=0) + 0.1 * (F.max(axis=0) - F.min(axis=0))
+        _HELD_OUT[problem] = (ref, hypervolume(F, ref))
+    return _HELD_OUT[problem]
+
+
+def held_out_regret(problem: str, wl, rows: list[dict]) -> float:
+    """``1 - HV/HV*`` on held-out values of the models a search keeps: those nondominated on the values
+    it searched. ``HV*`` is the held-out true front's, which no choice made on the searched values need reach."""
+    from tradeoff.core.pareto import hypervolume, nondominated_mask
+
+    if not rows:
+        return 1.0
+    p = PROBLEMS[problem]
+    signs = np.array([1.0 if d == "minimize" else -1.0 for d in p["objectives"].values()])
+    V = np.array([[r[o] for o in p["objectives"]] for r in rows], float) * signs
+    H = np.array([[r[o] for o in held_out_objectives(problem)] for r in rows], float) * signs
+    ref, hv = held_out_scale(problem, wl)
+    return float(1 - hypervolume(H[nondominated_mask(V)], ref) / hv)
+
+
+def oracle_held_out_regret(problem: str, wl) -> float:
+    """The held-out regret of the searched values' exact front: what a search that found it, and kept
+    it, would deploy (every row of the table evaluated)."""
+    return held_out_regret(problem, wl, [wl.evaluate(c) for c in wl.space.rows])
 
 
 _WORKLOAD: dict = {}
@@ -151,10 +196,15 @@ def one_run(problem: str, algorithm: str, seed: int, budget: int) -> dict:
     regret = {str(k): float(1 - curve[min(k, len(curve)) - 1] / hv_true) for k in CHECKPOINTS if k <= budget}
     reach = {str(th): next((i + 1 for i, v in enumerate(curve) if 1 - v / hv_true <= th), None) for th in THRESHOLDS}
     overhead = [r["seconds"] for r in getattr(algo, "arm_log", [])]
-    return {"problem": problem, "algorithm": algorithm, "seed": seed, "budget": budget, "regret": regret,
-            "seconds": seconds, "reach": reach, "overhead_s": float(np.median(overhead)) if overhead else None,
-            "chosen": [q["chosen"] for q in getattr(algo, "quality_log", [])],
-            "trials": len(front.trials), "failed": len(front.failed), "curve": (1 - curve / hv_true).tolist()}
+    out = {"problem": problem, "algorithm": algorithm, "seed": seed, "budget": budget, "regret": regret,
+           "seconds": seconds, "reach": reach, "overhead_s": float(np.median(overhead)) if overhead else None,
+           "chosen": [q["chosen"] for q in getattr(algo, "quality_log", [])],
+           "trials": len(front.trials), "failed": len(front.failed), "curve": (1 - curve / hv_true).tolist()}
+    if p.get("held_out"):
+        out["held_out"] = {str(k): held_out_regret(problem, wl, [t.metrics for t in front.trials[:k]
+                                                                 if t.ok and t.feasible])
+                           for k in CHECKPOINTS if k <= budget}
+    return out
 
 
 def pooled_run(problem: str, algorithm: str, seed: int, budget: int, wl) -> dict:
@@ -229,20 +279,80 @@ def table(results: list[dict], problems: list[str], algorithms: list[str]) -> st
     return "\n".join(lines)
 
 
-def wins(results: list[dict], problems: list[str], algorithms: list[str], who: str = "predictive") -> str:
-    """How often ``who`` has the lowest median regret at each checkpoint (ties count as wins)."""
+def wins(results: list[dict], problems: list[str], algorithms: list[str], who: str = "predictive",
+         key: str = "regret") -> str:
+    """How often ``who`` has the lowest median regret (``key``: or the held-out one) at each checkpoint
+    (ties count as wins)."""
     out = []
     for k in CHECKPOINTS:
         n = won = 0
         for p in problems:
-            med = {a: np.median([r["regret"][str(k)] for r in results if r["algorithm"] == a and r["problem"] == p
-                                 and str(k) in r["regret"]] or [np.nan]) for a in algorithms}
+            med = {a: np.median([r[key][str(k)] for r in results if r["algorithm"] == a and r["problem"] == p
+                                 and str(k) in r.get(key, {})] or [np.nan]) for a in algorithms}
             if who not in med or not np.isfinite(med[who]):
                 continue
             n += 1
             won += all(med[who] <= v + 1e-12 for a, v in med.items() if a != who and np.isfinite(v))
         out.append(f"@{k}: best on {won}/{n}")
     return f"{who}: " + ", ".join(out)
+
+
+def top_agreement(problem: str, wl, share: float = 0.01) -> float:
+    """Kendall tau between the searched and the held-out value of the quality objective over the best
+    ``share`` of the table's models by the searched one: how far the order at the top is reproducible."""
+    from scipy.stats import kendalltau
+
+    (o, h), = PROBLEMS[problem]["held_out"].items()
+    rows = {wl.space.key(c): wl.evaluate(c) for c in wl.space.rows}   # one row per model
+    v = np.array([r[o] for r in rows.values()])
+    t = np.array([r[h] for r in rows.values()])
+    top = np.argsort(-v if PROBLEMS[problem]["objectives"][o] == "maximize" else v)[: max(int(share * len(v)), 10)]
+    return float(kendalltau(v[top], t[top])[0])
+
+
+def held_out_table(results: list[dict], problems: list[str], algorithms: list[str]) -> str:
+    """Per problem with a held-out metric: the held-out regret of the exact front of the searched values
+    (what finding it exactly would deploy), and each algorithm's median at each checkpoint; the first
+    column is the searched and held-out quality's Kendall tau over the best 1% of models."""
+    ks = [k for k in CHECKPOINTS if any(str(k) in r.get("held_out", {}) for r in results)]
+    lines = ["| problem | tau, top 1% | exact front | "
+             + " | ".join(f"{a} @" + "/".join(map(str, ks)) for a in algorithms) + " |",
+             "|" + "---|" * (len(algorithms) + 3)]
+    for p in problems:
+        if not PROBLEMS[p].get("held_out"):
+            continue
+        cells = []
+        for a in algorithms:
+            runs = [r for r in results if r["algorithm"] == a and r["problem"] == p and "held_out" in r]
+            cells.append(" / ".join(f"{np.median([r['held_out'][str(k)] for r in runs if str(k) in r['held_out']]):.3f}"
+                                    if any(str(k) in r["held_out"] for r in runs) else "—" for k in ks)
+                         if runs else "—")
+        if any(c != "—" for c in cells):
+            wl = workload(p)
+            lines.append(f"| {p} | {top_agreement(p, wl):.2f} | {oracle_held_out_regret(p, wl):.3f} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def near_exact(results: list[dict], problems: list[str], algorithms: list[str],
+               tolerances: tuple[float, ...] = (0.0, 0.01, 0.02)) -> str:
+    """Per algorithm and checkpoint: on how many problems its median held-out regret is at most the exact
+    front's (plus each tolerance), i.e. it deploys about as well as finding the searched front exactly."""
+    held = [p for p in problems if PROBLEMS[p].get("held_out")]
+    exact = {p: oracle_held_out_regret(p, workload(p)) for p in held}
+    ks = [k for k in CHECKPOINTS if any(str(k) in r.get("held_out", {}) for r in results)]
+    lines = ["| algorithm | " + " | ".join(f"@{k}: <= exact / +0.01 / +0.02" for k in ks) + " |",
+             "|" + "---|" * (len(ks) + 1)]
+    for a in algorithms:
+        cells = []
+        for k in ks:
+            med = {p: [r["held_out"][str(k)] for r in results if r["algorithm"] == a and r["problem"] == p
+                       and str(k) in r.get("held_out", {})] for p in held}
+            med = {p: float(np.median(v)) for p, v in med.items() if v}
+            cells.append(" / ".join(str(sum(m <= exact[p] + t + 1e-12 for p, m in med.items())) for t in tolerances)
+                         + f" of {len(med)}")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def summary(results: list[dict], problems: list[str], algorithms: list[str], who: str = "predictive") -> str:
@@ -472,6 +582,14 @@ def main(argv=None) -> int:
         md += ("\n\nEvaluations each algorithm needs to match predictive's median regret at 25 / 50 / 100 / 200 "
                "evaluations (median curve over seeds; in brackets, how many times predictive's count):\n\n"
                + evaluations_to_match(results, problems, algorithms))
+    if any("held_out" in r for r in results):
+        md += ("\n\nHeld-out regret: the models each search keeps (nondominated on validation accuracy), "
+               "judged on their test accuracy against the test accuracy's true front; 'exact front' is the "
+               "validation accuracy's true front itself, what a search that found it exactly would deploy:\n\n"
+               + held_out_table(results, problems, algorithms) + "\n\n"
+               + wins(results, problems, algorithms, key="held_out") + "\n\n"
+               + "Problems where the median held-out regret is at most the exact front's (or within 0.01, 0.02):\n\n"
+               + near_exact(results, problems, algorithms))
     if args.before:
         md += ("\n\nBefore -> after (the same seeds; the earlier run: " + Path(args.before).name + "):\n\n"
                + before_after(json.loads(Path(args.before).read_text()), results, problems, algorithms))
