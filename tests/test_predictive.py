@@ -387,6 +387,37 @@ def test_the_initial_design_is_its_size_and_the_arms_fill_the_rest_of_that_batch
     assert sum(algo.arm_log[0]["slots"].values()) == (7 if size > 10 else 10) and len(arms) == 60
 
 
+def test_a_latin_design_shows_every_level_of_every_gene():
+    """11 configs over 9-level genes: each level of each gene at least once, each real gene's 11 strata once
+    each, and in a sparse space only rows; 11 random draws miss levels (about one per gene)."""
+    from tradeoff.engine.algorithms.design import latin_design
+
+    ops = list("abcdefghi")
+    space = Space({f"op{i}": Choice(ops) for i in range(4)} | {"x": Float(0.0, 1.0)})
+    design = latin_design(space, 11, np.random.default_rng(0))
+    assert all({c[f"op{i}"] for c in design} == set(ops) for i in range(4))
+    assert sorted(int(c["x"] * 11) for c in design) == list(range(11))
+    rng = np.random.default_rng(0)
+    drawn = [space.sample(rng) for _ in range(11)]
+    assert sum(len({c[f"op{i}"] for c in drawn}) for i in range(4)) < 36
+
+    rows = [{"a": a, "b": b} for a in range(9) for b in range(9) if (a + b) % 3]   # a sparse table
+    sparse = Space({"a": Choice(list(range(9))), "b": Choice(list(range(9)))}).with_rows(rows)
+    keys = {sparse.key(r) for r in rows}
+    assert all(sparse.key(c) in keys for c in latin_design(sparse, 12, np.random.default_rng(1)))
+
+
+def test_predictive_starts_from_a_latin_design_when_asked_and_refuses_an_unknown_one():
+    space = Space({f"op{i}": Choice(list("abcdefghi")) for i in range(4)})
+    algo = tradeoff.make_algorithm("predictive", initial_size=11, initial_design="latin")
+    algo.setup(space, 2, 0, seed=0, budget=100)
+    first = algo.ask(5) + algo.ask(6)
+    assert all({c[f"op{i}"] for c in first} == set("abcdefghi") for i in range(4))
+    assert list(algo.arm_of.values()) == ["design"] * 11
+    with pytest.raises(ValueError, match="initial_design 'sobol' is not one of latin, random"):
+        tradeoff.make_algorithm("predictive", initial_design="sobol")
+
+
 def _crashes_when_deep_and_bad(c):
     """Deeper and wider is more accurate and costlier; the 'bad' activation raises when deep."""
     if c["act"] == "bad" and c["depth"] > 6:

@@ -41,6 +41,7 @@ from ...predictors.models import Survival, check_predictor, lighter, make_predic
 from ...predictors.quality import cross_validated, selection_score
 from .acquisition import prefilter, select_batch
 from .base import Algorithm, check_batch_size, make_algorithm, register
+from .design import check_design, latin_design
 from .grid import Grid
 from .local import History, neighbours
 
@@ -59,8 +60,9 @@ class Predictive(Algorithm):
                  reselect_every: int = 3, cv_folds: int = 3,
                  max_candidates: int = 300, draws: int = 32, structured: bool = True,
                  use_reference: bool = True, light_cv: bool = True, min_success: float = 0.75,
-                 learn_failures: bool = True, warm_inner: bool = True):
+                 learn_failures: bool = True, warm_inner: bool = True, initial_design: str = "random"):
         check_batch_size(batch_size)
+        check_design(initial_design)
         if not 0.0 <= min_success <= 1.0:
             raise ValueError(f"min_success is a probability, between 0 and 1; got {min_success}")
         self.batch_size = batch_size
@@ -88,11 +90,13 @@ class Predictive(Algorithm):
         self.min_success = min_success    # once trials fail: candidates less likely to succeed wait until last
         self.learn_failures = learn_failures  # False: failed trials are simply left out (as before)
         self.warm_inner = warm_inner      # the inner algorithm also learns from the other arms' results
+        self.initial_design = initial_design  # "random", or "latin": every level of every gene in the design
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
         super().setup(space, n_objectives, n_constraints, seed, budget, initial)
         n0 = self.initial_size or max(self.batch_size, min(20, space.n_genes + 6))
         self.n_initial = int(n0 if budget is None else min(n0, max(budget // 4, 2)))
+        self._design = latin_design(space, self.n_initial, self.rng) if self.initial_design == "latin" else []
         self.history = History(space, n_constraints)
         self.asked: set[str] = set()
         self.rounds = 0
@@ -133,7 +137,8 @@ class Predictive(Algorithm):
 
     def __setstate__(self, d):  # a checkpoint from before the success model resumes without one
         self.__dict__.update({"_survival": None, "min_success": 0.75, "learn_failures": True,
-                              "warm_inner": False, "_own_width": None, **d})
+                              "warm_inner": False, "_own_width": None, "initial_design": "random",
+                              "_design": [], **d})
 
     @property
     def seen(self) -> set[str]:
@@ -145,8 +150,11 @@ class Predictive(Algorithm):
         while self.initial and len(out) < n:
             self._claim(self.initial.pop(0), out, "initial")
         good = self.history.good()
-        if len(self.asked) < self.n_initial:  # the initial design: exactly n_initial random configs
-            self._fill_random(out, min(n, len(out) + self.n_initial - len(self.asked)))
+        if len(self.asked) < self.n_initial:  # the initial design: exactly n_initial configs
+            want = min(n, len(out) + self.n_initial - len(self.asked))
+            while self._design and len(out) < want:  # a repeat (two strata, one model) is made up at random
+                self._claim(self._design.pop(0), out, "design")
+            self._fill_random(out, want)
             if not self.history.Y:  # a design smaller than the batch is asked alone: nothing is known yet
                 return out
         if len(out) >= n or self.history.ok().sum() < 4:
