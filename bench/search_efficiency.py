@@ -114,16 +114,22 @@ def held_out_regret(problem: str, wl, rows: list[dict]) -> float:
         return 1.0
     p = PROBLEMS[problem]
     signs = np.array([1.0 if d == "minimize" else -1.0 for d in p["objectives"].values()])
-    V = np.array([[r[o] for o in p["objectives"]] for r in rows], float) * signs
-    H = np.array([[r[o] for o in held_out_objectives(problem)] for r in rows], float) * signs
+    searched, held = list(p["objectives"]), list(held_out_objectives(problem))
+    V = np.array([[r[o] for o in searched] for r in rows], float) * signs
+    H = np.array([[r[o] for o in held] for r in rows], float) * signs
     ref, hv = held_out_scale(problem, wl)
     return float(1 - hypervolume(H[nondominated_mask(V)], ref) / hv)
 
 
 def oracle_held_out_regret(problem: str, wl) -> float:
     """The held-out regret of the searched values' exact front: what a search that found it, and kept
-    it, would deploy (every row of the table evaluated)."""
-    return held_out_regret(problem, wl, [wl.evaluate(c) for c in wl.space.rows])
+    it, would deploy (every row of the table evaluated, once per problem)."""
+    if problem not in _EXACT:
+        _EXACT[problem] = held_out_regret(problem, wl, [wl.evaluate(c) for c in wl.space.rows])
+    return _EXACT[problem]
+
+
+_EXACT: dict[str, float] = {}
 
 
 _WORKLOAD: dict = {}
