@@ -126,7 +126,7 @@ class Predictive(Algorithm):
         width = int(np.asarray(own(as_built(space, [space.sample(np.random.default_rng(0))]))).shape[1]) \
             if own is not None else None
         for kind in self.predictors:  # the names were checked in __init__; here only the view needs the space
-            if isinstance(kind, str) and kind.endswith("@own"):
+            if isinstance(kind, str) and check_predictor(kind)[1]:
                 make_predictor(kind, own_width=width)
         return width
 
