@@ -73,6 +73,11 @@ class Predictive(Algorithm):
             if isinstance(kind, str):
                 check_predictor(kind)
         self.kappa = kappa                # optimism of the prefilter: mean - kappa * std
+        if isinstance(inner, str):        # a misspelt inner algorithm is refused with the recipe, not at set-up
+            try:
+                make_algorithm(inner)
+            except ValueError as e:
+                raise ValueError(f"inner: {e}") from None
         self.inner_name = inner
         self.arms = tuple(a for a in arms if a in ARMS) or ("model",)
         self.min_share = min_share
