@@ -261,7 +261,9 @@ def test_a_predictor_can_see_only_the_spaces_own_features():
     with pytest.raises(ValueError, match="has none"):   # refused at set-up, before any trial
         tradeoff.search(space, {"acc": "maximize", "cost": "minimize"}, evaluate, budget=20, tracking=None,
                         algorithm=tradeoff.make_algorithm("predictive", predictors=("rf", "ridge@own")))
-    algo = tradeoff.make_algorithm("predictive", predictors=("rf", "ridge@own"))
+    # about the predictors alone: the inner arm is pinned, so the trials they are cross-validated on
+    # do not move with its default
+    algo = tradeoff.make_algorithm("predictive", predictors=("rf", "ridge@own"), inner="motpe")
     tradeoff.search(space.with_features(_cost_of_parts), {"acc": "maximize", "cost": "minimize"}, evaluate,
                     budget=60, algorithm=algo, seed=0, tracking=None)
     last = algo.quality_log[-1]
@@ -498,9 +500,10 @@ def test_motpe_learns_from_results_it_did_not_ask_for():
     assert dist[True] < 0.18 < dist[False], dist  # uniform: a median distance of 0.3
 
 
-def test_the_inner_arm_learns_from_every_real_result():
+def test_the_inner_arm_learns_from_every_real_result_and_is_chosen_by_the_objectives():
     """With ``warm_inner`` the inner sampler holds every successful result, the initial design and
-    the other arms' picks included; without it, only the results of its own proposals."""
+    the other arms' picks included; without it, only the results of its own proposals. Unnamed,
+    it is Optuna's GP for two objectives and multivariate TPE for three."""
     space, evaluate = _table()
     told = {}
     for warm in (True, False):
@@ -512,3 +515,9 @@ def test_the_inner_arm_learns_from_every_real_result():
         told[warm] = len({tuple(sorted(t.params.items())) for t in algo.inner.study.trials})
         assert 0 < own < 40
         assert told[warm] == (len(front.trials) if warm else own), (warm, told[warm], own)
+        assert algo.inner.name == "optuna-gp"   # none named: Optuna's GP for two objectives
+    # three or more objectives: multivariate TPE (the GP raised the regret on DTLZ2); a named one is kept
+    for inner, n_obj, kind in ((None, 3, "motpe"), ("motpe", 2, "motpe"), ("random", 3, "random")):
+        algo = tradeoff.make_algorithm("predictive", inner=inner)
+        algo.setup(space, n_obj, 0, 0, budget=20)
+        assert algo.inner.name == kind and algo.inner_kind == kind
