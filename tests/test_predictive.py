@@ -317,6 +317,7 @@ def test_auto_picks_by_measured_cost_and_records_why(seconds, threshold, picked)
     info = json.loads(runs[-1].read_text())["info"]
     assert info["algorithm_choice"]["algorithm"] == picked
     assert "s per trial (measured" in info["algorithm_choice"]["why"]
+    assert ("inner arm is TPE below 10 s" in info["algorithm_choice"]["why"]) == (picked == "predictive")
 
 
 def test_auto_takes_the_workload_declared_cost():
@@ -344,6 +345,8 @@ def test_auto_goes_on_in_the_chosen_algorithms_batches(declared, given, budget, 
     per_batch = [n for n in np.bincount([t.batch for t in front.trials]).tolist() if n]
     assert per_batch == sizes
     assert algo.decision["algorithm"] == ("predictive" if declared else "nsga2") and algo.batch_size == sizes[-1]
+    if declared:   # 30 s per trial: the loop keeps Optuna's GP as its inner arm
+        assert algo.chosen.inner_kind == "optuna-gp" and "inner arm" not in algo.decision["why"]
 
 
 @pytest.mark.parametrize("name", predictor_names())

@@ -6,9 +6,11 @@ handing it out to hearing its results, per trial, unless the workload declared i
 (``predictive``) pays for its own seconds per batch; below it a population algorithm
 (``nsga2``) makes more of the same wall-clock. The choice and its reason are kept in
 ``decision`` (the study logs it and records it in the run's info); the first batch is handed
-to the chosen algorithm as its initial configs, so nothing is evaluated twice. After it, the run
-goes on in the chosen algorithm's own batches (the predictor loop's 5, a generation of NSGA-II)
-unless ``batch_size`` was given.
+to the chosen algorithm as its initial configs, so nothing is evaluated twice. Below
+``gp_inner_s`` per trial the predictor loop's inner arm is multivariate TPE rather than its
+default, Optuna's GP, whose own seconds per batch would then weigh next to the evaluations.
+After the first batch, the run goes on in the chosen algorithm's own batches (the predictor
+loop's 5, a generation of NSGA-II) unless ``batch_size`` was given.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class Auto(Algorithm):
     name = "auto"
 
     def __init__(self, batch_size: int | None = None, threshold_s: float = 1.0, expensive: str = "predictive",
-                 cheap: str = "nsga2", declared_seconds: float | None = None, **options):
+                 cheap: str = "nsga2", declared_seconds: float | None = None, gp_inner_s: float = 10.0,
+                 **options):
         if batch_size is not None:
             check_batch_size(batch_size)
         self.requested_batch = batch_size  # None: the chosen algorithm's own batch after the first
@@ -31,6 +34,7 @@ class Auto(Algorithm):
         self.threshold_s = threshold_s
         self.expensive, self.cheap = expensive, cheap
         self.declared_seconds = declared_seconds
+        self.gp_inner_s = gp_inner_s
         self.options = options      # passed to the expensive one if it is chosen
         self.decision: dict | None = None
         if options:  # a typo is reported now, not when (and only if) the expensive algorithm is picked
@@ -77,6 +81,10 @@ class Auto(Algorithm):
                f"{self.threshold_s:g} s: {'a predictor loop saves evaluations' if expensive else 'a population algorithm makes more of the time'}")
         # options meant for one kind (e.g. the predictor loop's ``predictors``) are not passed to the other
         opts = {**self._batch_option(), **self.options} if pick == self.expensive else {}
+        gp_inner_s = getattr(self, "gp_inner_s", 10.0)   # a checkpoint from before: the default
+        if pick == "predictive" and "inner" not in opts and seconds < gp_inner_s:
+            opts["inner"] = "motpe"
+            why += f"; its inner arm is TPE below {gp_inner_s:g} s per trial (the GP's own seconds would weigh)"
         self.chosen = make_algorithm(pick, **opts)
         self.chosen.reference = self.reference
         # the chosen one asks the first batch again as its initial configs: the study has them cached
