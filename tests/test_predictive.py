@@ -455,8 +455,10 @@ def _crashes_when_deep_and_bad(c):
 
 
 def test_predictive_learns_where_candidates_fail_and_stays_out():
-    """A third of the deep (attractive) candidates crash. The loop's own picks after 30 trials fail
-    at most 15% of the time; without the success model they failed 50-70% on these seeds."""
+    """A third of the deep (attractive) candidates crash. The loop's own picks after 30 trials, its
+    inner sampler's included, fail at most 15% of the time; without the success model they failed
+    50-70% on these seeds. The inner sampler's proposals that the success model expects to fail
+    are kept out (it is told they failed)."""
     space = Space({"depth": Int(2, 10), "width": Choice([16, 32, 64, 128]), "lr": Float(1e-4, 0.1, log=True),
                    "act": Choice(["relu", "gelu", "bad"])})
     late, failed = 0, 0
@@ -465,12 +467,13 @@ def test_predictive_learns_where_candidates_fail_and_stays_out():
         with pytest.warns(tradeoff.api.SearchWarning, match="diverges when deep"):
             front = tradeoff.search(space, {"acc": "maximize", "cost": "minimize"}, _crashes_when_deep_and_bad,
                                     budget=70, algorithm=algo, seed=seed, tracking=None)
-        picks = [t for t in front.trials[30:] if algo.arm_of.get(space.key(t.config)) in ("model", "local")]
+        picks = [t for t in front.trials[30:] if algo.arm_of.get(space.key(t.config)) in ("model", "local", "inner")]
         late += len(picks)
         failed += sum(not t.ok for t in picks)
         deep = [{"depth": 9, "width": 128, "lr": 3e-3, "act": a} for a in ("bad", "relu")]
         p_bad, p_relu = algo._p_success(algo._features(deep))
         assert p_bad < algo.min_success <= p_relu, (p_bad, p_relu)
+        assert algo._inner_refused and not algo._inner_refused & {t.key for t in front.trials}
     assert late >= 30 and failed / late <= 0.15, (failed, late)
 
 

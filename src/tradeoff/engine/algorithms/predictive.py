@@ -125,6 +125,7 @@ class Predictive(Algorithm):
             self.inner = make_algorithm(self.inner_kind)
             self.inner.setup(space, n_objectives, n_constraints, seed + 1, budget=budget)
         self._inner_asked: list = []
+        self._inner_refused: set[str] = set()  # inner proposals the success model kept out
         self._asked_configs: list = []     # every config asked or told, in order (marks the grid's rows)
         self._grid: Grid | None = None
         self._grid_marked = 0
@@ -153,7 +154,7 @@ class Predictive(Algorithm):
     def __setstate__(self, d):  # a checkpoint from before the success model resumes without one
         self.__dict__.update({"_survival": None, "min_success": 0.75, "learn_failures": True,
                               "warm_inner": False, "_own_width": None, "initial_design": "random",
-                              "_design": [], **d})
+                              "_design": [], "_inner_refused": set(), **d})
 
     @property
     def seen(self) -> set[str]:
@@ -229,8 +230,15 @@ class Predictive(Algorithm):
     def _from_inner(self, n, out):
         if n <= 0 or self.inner is None:
             return
-        for c in self.inner.ask(n):
+        asked = self.inner.ask(n)
+        # once trials have failed, a proposal the success model expects to fail is not evaluated: the
+        # inner sampler is told it failed, and the model arm fills its slot
+        ps = self._p_success(self._features(asked)) if asked and self._survival is not None else np.ones(len(asked))
+        for c, p in zip(asked, ps):
             self._inner_asked.append(c)
+            if p < self.min_success:
+                self._inner_refused.add(self.space.key(c))
+                continue
             self._claim(c, out, "inner")  # one already asked by another arm is told to the inner one later
 
     # -- predictors ----------------------------------------------------------------------------
@@ -410,6 +418,8 @@ class Predictive(Algorithm):
             k = self.space.key(c)
             if k in by_key or k in known:
                 done.append((c, *(by_key.get(k) or known[k])))
+            elif k in self._inner_refused:   # not evaluated: told as failed (the samplers leave it out)
+                done.append((c, np.full(self.n_objectives, np.nan), np.zeros(max(self.n_constraints, 0))))
             else:
                 break  # told in the order asked; the rest wait for their results
         if done:
