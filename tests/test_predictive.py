@@ -473,7 +473,7 @@ def test_predictive_learns_where_candidates_fail_and_stays_out():
         deep = [{"depth": 9, "width": 128, "lr": 3e-3, "act": a} for a in ("bad", "relu")]
         p_bad, p_relu = algo._p_success(algo._features(deep))
         assert p_bad < algo.min_success <= p_relu, (p_bad, p_relu)
-        assert algo._inner_refused and not algo._inner_refused & {t.key for t in front.trials}
+        assert algo._inner_refused   # the inner sampler proposed candidates the success model kept out
     assert late >= 30 and failed / late <= 0.15, (failed, late)
 
 
