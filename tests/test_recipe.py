@@ -73,7 +73,10 @@ def test_good_recipe_validates_and_builds():
     ({"search__algorithm": "ng:NGOpt", "search__options": {"popsize": 5}},
      "search.options: ng:NGOpt has no option 'popsize'; its options: batch_size"),
     ({"search__algorithm": "auto", "search__options": {"kapa": 1}},
-     "search.options: predictive has no option 'kapa' (did you mean 'kappa'?)"),
+     "search.options: auto (picking predictive or nsga2) has no option 'kapa' (did you mean 'kappa'?)"),
+    ({"search__algorithm": "auto", "search__options": {"gp_inner": 3}},
+     "search.options: auto (picking predictive or nsga2) has no option 'gp_inner' (did you mean 'gp_inner_s'?); "
+     "its options: batch_size, threshold_s, expensive, cheap, declared_seconds, gp_inner_s, initial_size"),
     ({"search__algorithm": "predictive", "search__options": {"predictors": ["rf", "gpx"]}},
      "search.options: predictor 'gpx' is not one of extra-trees, gbm, gp, gp-ard, mlp, rf, ridge"),
     ({"search__algorithm": "predictive", "search__options": {"predictors": ["gp@cell"]}},

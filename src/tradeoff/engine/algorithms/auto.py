@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from .base import Algorithm, check_batch_size, make_algorithm, register
+from .base import ALGORITHMS, Algorithm, check_batch_size, check_options, make_algorithm, named_parameters, register
 
 
 @register("auto")
@@ -38,6 +38,9 @@ class Auto(Algorithm):
         self.options = options      # passed to the expensive one if it is chosen
         self.decision: dict | None = None
         if options:  # a typo is reported now, not when (and only if) the expensive algorithm is picked
+            if expensive in ALGORITHMS.names():   # the list names auto's own options and the expensive one's
+                check_options(f"auto (picking {expensive} or {cheap})", options,
+                              named_parameters(Auto, skip=("options",)) + named_parameters(ALGORITHMS.get(expensive)))
             make_algorithm(expensive, **self._batch_option(), **options)
 
     def setup(self, space, n_objectives, n_constraints, seed, budget=None, initial=()):
