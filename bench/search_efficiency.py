@@ -170,6 +170,25 @@ def make_variant(spec: str):
     return to.make_algorithm(name, **options)
 
 
+# the search code a logged run depends on: a run logged under other code is not reused (a changed
+# default would otherwise be reported under the algorithm's old name)
+SEARCH_CODE = ("core", "engine/algorithms", "predictors", "spaces", "workloads")
+
+
+def code_fingerprint() -> str:
+    """A hash of the search code's sources (the packages in ``SEARCH_CODE``)."""
+    import hashlib
+
+    import tradeoff
+
+    root = Path(tradeoff.__file__).parent
+    h = hashlib.sha256()
+    for sub in SEARCH_CODE:
+        for f in sorted((root / sub).glob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def split_top(text: str) -> list[str]:
     """``text`` split at the commas outside brackets: ``predictive/arms=('local','inner'),local``."""
     out, depth, cur = [], 0, ""
@@ -540,6 +559,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--fresh", action="store_true", help="forget earlier runs logged in the output folder")
+    ap.add_argument("--reuse-stale", action="store_true",
+                    help="also reuse logged runs made with other search code (by default they are run again)")
     ap.add_argument("--before", default=None,
                     help="an earlier run's search_efficiency.json: also print its median regret beside these")
     args = ap.parse_args(argv)
@@ -558,11 +579,18 @@ def main(argv=None) -> int:
     log = out / "search_efficiency.jsonl"
     if args.fresh and log.exists():
         log.unlink()
-    done = {}
+    code = code_fingerprint()
+    done, stale = {}, 0
     if log.exists():
         for line in log.read_text().splitlines():
             r = json.loads(line)
+            if r.get("code") != code and not args.reuse_stale:
+                stale += 1
+                continue
             done[(r["problem"], r["algorithm"], r["seed"], r["budget"])] = r
+    if stale:
+        print(f"{stale} logged runs in {log} were made with other search code: run again "
+              "(--reuse-stale keeps them)", file=sys.stderr)
     results = [done[j] for j in jobs if j in done]
     jobs = [j for j in jobs if j not in done]
     t0 = time.time()
@@ -571,7 +599,7 @@ def main(argv=None) -> int:
         for i, f in enumerate(as_completed(futs), 1):
             j = futs[f]
             try:
-                r = f.result()
+                r = {**f.result(), "code": code}
                 results.append(r)
                 with open(log, "a") as fh:
                     fh.write(json.dumps(r) + "\n")
