@@ -79,10 +79,13 @@ def one_dataset(dataset: str, kinds: list[str], n: int, repeats: int) -> list[st
 
 
 def across(datasets: list[str]) -> str:
+    from tradeoff.workloads.nasbench_graph import nasbench_graph_frame
+
     acc = {}
-    for d in datasets:
-        _, _, a, arch = architectures(d)
-        acc[d] = dict(zip(arch, a))
+    for d in datasets:   # the accuracies alone: no workload (space, features) is built
+        frame = nasbench_graph_frame(d).drop_duplicates("arch")
+        acc[d] = dict(zip(frame["arch"], frame["accuracy"].astype(float)))
+        nasbench_graph_frame.cache_clear()   # one table held at a time
     common = sorted(set.intersection(*(set(a) for a in acc.values())))
     M = np.array([[acc[d][k] for k in common] for d in datasets])
     lines = [f"Kendall's tau over the row dataset's best 10% ({len(common)} architectures in every dataset)", "",
