@@ -112,6 +112,11 @@ class Space:
         """How many configs exist: the rows of a sparse space, else the cardinality."""
         return len(self._row_keys) if self._rows is not None else self.cardinality
 
+    def exists(self, config: Mapping[str, Any]) -> bool:
+        """Whether the config is one the space holds: any valid config, or on a sparse table one of
+        its rows (or another config of a row's model)."""
+        return self._rows is None or self.key(config) in self._row_keys
+
     def nearest_row(self, config: Mapping[str, Any], exclude: Any = ()) -> Config:
         """The config itself when it exists, else the closest existing one (in features) whose key is
         not in ``exclude`` (the evaluated ones), so a search never asks for a config that is not there."""

@@ -22,7 +22,8 @@ def domain(p) -> list:
 
 
 class Grid:
-    """The cross product of the params' domains; row ``i`` is the ``i``-th config of ``itertools.product``."""
+    """The cross product of the params' domains; row ``i`` is the ``i``-th config of ``itertools.product``.
+    On a sparse table the configs it lacks count as asked."""
 
     def __init__(self, space, structured: bool = True):
         self.space = space
@@ -34,6 +35,9 @@ class Grid:
         self.lookup = [{space[n].key_part(space[n].validate(v)): i for i, v in enumerate(d)}
                        for n, d in zip(self.names, self.domains)]
         self.asked = np.zeros(self.size, dtype=bool)
+        if getattr(space, "rows", None) is not None:  # a sparse table: the configs it lacks are never offered
+            self.asked[:] = True
+            self.asked[[r for r in map(self.row, space.rows) if r is not None]] = False
 
     def row(self, config) -> int | None:
         """The row of a config, None when one of its values is outside the domains."""

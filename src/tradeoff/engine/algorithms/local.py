@@ -100,7 +100,8 @@ def one_gene_neighbours(space, genes: np.ndarray, limit: int = 2000) -> list[np.
 
 def neighbours(space, front_genes: list[np.ndarray], seen: set[str], rng: np.random.Generator,
                radius: int = 2, per_member: int = 60) -> list[dict]:
-    """Unevaluated configs within ``radius`` changed genes of the front members."""
+    """Unevaluated configs within ``radius`` changed genes of the front members (on a sparse table,
+    those it holds)."""
     pool: dict[str, dict] = {}
     for g in front_genes:
         full = one_gene_neighbours(space, g)
@@ -110,7 +111,7 @@ def neighbours(space, front_genes: list[np.ndarray], seen: set[str], rng: np.ran
         for h in cands:
             c = space.from_genes(h)
             k = space.key(c)
-            if k not in seen:
+            if k not in seen and space.exists(c):
                 pool.setdefault(k, c)
     return list(pool.values())
 

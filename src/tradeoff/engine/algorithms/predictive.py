@@ -231,12 +231,13 @@ class Predictive(Algorithm):
         if n <= 0 or self.inner is None:
             return
         asked = self.inner.ask(n)
-        # once trials have failed, a proposal the success model expects to fail is not evaluated: the
-        # inner sampler is told it failed, and the model arm fills its slot
+        # once trials have failed, a proposal the success model expects to fail is not evaluated, nor
+        # one a sparse table lacks (the study would evaluate its nearest row instead): the inner
+        # sampler is told it failed, and the model arm fills its slot
         ps = self._p_success(self._features(asked)) if asked and self._survival is not None else np.ones(len(asked))
         for c, p in zip(asked, ps):
             self._inner_asked.append(c)
-            if p < self.min_success:
+            if p < self.min_success or not self.space.exists(c):
                 self._inner_refused.add(self.space.key(c))
                 continue
             self._claim(c, out, "inner")  # one already asked by another arm is told to the inner one later
@@ -326,7 +327,7 @@ class Predictive(Algorithm):
             inner.tell(batch, mu - self.kappa * sd, np.zeros((len(batch), 0)))
             for c in batch:
                 k = self.space.key(c)
-                if k not in self.asked:
+                if k not in self.asked and self.space.exists(c):
                     pool[k] = c
         for _ in range(200):  # some pure exploration too
             c = self.space.sample(self.rng)
