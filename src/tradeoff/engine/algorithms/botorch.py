@@ -3,7 +3,7 @@
 A thin adapter: one SingleTaskGP per objective on the space's features (``Space.encode``:
 one-hot for unordered choices, unit scale for numbers, so mixed and categorical inputs are
 handled by the encoding), the acquisition maximised with ``optimize_acqf_discrete`` over the
-whole space when it is small enough to enumerate, else over a random sample of it plus
+whole space (a sparse table: its rows) when it is small enough to enumerate, else over a random sample of it plus
 mutations of the front. Failed trials are left out of the fit; constraints enter as the summed
 violation, modelled by its own GP and weighed in as a feasibility probability.
 
@@ -86,7 +86,7 @@ class BoTorchMOBO(Claims, Algorithm):
             if self._all is None:
                 doms = [domain(space[n]) for n in space.names]
                 self._all = [dict(zip(space.names, combo)) for combo in itertools.product(*doms)]
-            return [c for c in self._all if space.key(c) not in self.asked]
+            return [c for c in self._all if space.key(c) not in self.asked and space.exists(c)]
         pool = {}
         for _ in range(self.n_candidates):
             c = space.sample(self.rng)
