@@ -229,7 +229,7 @@ def test_the_loop_asks_only_for_configs_a_sparse_table_holds():
     """The table lacks its cells with one operation everywhere, both ends of the front among them
     (all 'none', all 'attn'), as NAS-Bench-Graph lacks its all-skip cells. The loop asked for them, and
     the study evaluated their nearest rows instead, trials no arm chose: 2-6 of 60 on these seeds. The
-    candidate pool, the local moves and the inner sampler's proposals now keep to the table's rows."""
+    candidate pool, the local moves, the inner sampler's proposals and BoTorch's candidates now keep to the table's rows."""
     import itertools
 
     import pandas as pd
@@ -250,6 +250,9 @@ def test_the_loop_asks_only_for_configs_a_sparse_table_holds():
     assert not {grid.row(c) for c in lacking} & set(grid.sample(grid.size, np.random.default_rng(0)).tolist())
     near = neighbours(wl.space, [wl.space.to_genes({**lacking[0], "op0": "skip"})], set(), np.random.default_rng(0))
     assert near and all(wl.space.exists(c) for c in near)
+    bo = tradeoff.make_algorithm("botorch")   # the BoTorch peer's enumerated candidates too
+    bo.setup(wl.space, 2, 0, seed=0, budget=60)
+    assert len(bo._pool()) == len(rows) and all(wl.space.exists(c) for c in bo._pool())
     for seed in (0, 2):
         algo = tradeoff.make_algorithm("predictive")
         front = tradeoff.search(wl.space, {"acc": "maximize", "cost": "minimize"}, wl.evaluate, budget=60,
