@@ -85,8 +85,9 @@ class BoTorchMOBO(Claims, Algorithm):
         if all(math.isfinite(p.cardinality) for p in space.params.values()) and space.cardinality <= self.enumerate_limit:
             if self._all is None:
                 doms = [domain(space[n]) for n in space.names]
-                self._all = [dict(zip(space.names, combo)) for combo in itertools.product(*doms)]
-            return [c for c in self._all if space.key(c) not in self.asked and space.exists(c)]
+                self._all = [c for c in (dict(zip(space.names, combo)) for combo in itertools.product(*doms))
+                             if space.exists(c)]   # a sparse table: its rows, sifted once
+            return [c for c in self._all if space.key(c) not in self.asked]
         pool = {}
         for _ in range(self.n_candidates):
             c = space.sample(self.rng)
