@@ -224,7 +224,8 @@ def one_run(problem: str, algorithm: str, seed: int, budget: int) -> dict:
     out = {"problem": problem, "algorithm": algorithm, "seed": seed, "budget": budget, "regret": regret,
            "seconds": seconds, "reach": reach, "overhead_s": float(np.median(overhead)) if overhead else None,
            "chosen": [q["chosen"] for q in getattr(algo, "quality_log", [])],
-           "trials": len(front.trials), "failed": len(front.failed), "curve": (1 - curve / hv_true).tolist()}
+           "trials": len(front.trials), "failed": len(front.failed), "curve": (1 - curve / hv_true).tolist(),
+           "stand_ins": sum(1 for t in front.trials if t.stands_in_for)}
     if p.get("held_out"):
         out["held_out"] = {str(k): held_out_regret(problem, wl, [t.metrics for t in front.trials[:k]
                                                                  if t.ok and t.feasible])
@@ -404,6 +405,18 @@ def summary(results: list[dict], problems: list[str], algorithms: list[str], who
             cells.append(f"{mine} / {rest[best]:.3f} {best}")
         if any(c != "—" for c in cells):
             lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def stand_in_table(results: list[dict], algorithms: list[str]) -> str:
+    """Per algorithm: runs with stand-ins, their share of all evaluations, the most in one run."""
+    lines = ["| algorithm | runs with any | of all evaluations | most in a run |", "|---|---|---|---|"]
+    for a in algorithms:
+        runs = [r for r in results if r["algorithm"] == a and "stand_ins" in r]
+        if runs:
+            n = [r["stand_ins"] for r in runs]
+            lines.append(f"| {a} | {sum(x > 0 for x in n)} of {len(runs)} | {sum(n)} of "
+                         f"{sum(r['trials'] for r in runs)} | {max(n)} |")
     return "\n".join(lines)
 
 
@@ -624,6 +637,9 @@ def main(argv=None) -> int:
                + wins(results, problems, algorithms, key="held_out") + "\n\n"
                + "Problems where the median held-out regret is at most the exact front's (or within 0.01, 0.02):\n\n"
                + near_exact(results, problems, algorithms))
+    if any(r.get("stand_ins") for r in results):
+        md += ("\n\nTrials a table answered with the nearest row because the algorithm asked for a config it "
+               "lacks (stands_in_for):\n\n" + stand_in_table(results, algorithms))
     if args.before:
         md += ("\n\nBefore -> after (the same seeds; the earlier run: " + Path(args.before).name + "):\n\n"
                + before_after(json.loads(Path(args.before).read_text()), results, problems, algorithms))

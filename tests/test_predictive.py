@@ -262,6 +262,34 @@ def test_the_loop_asks_only_for_configs_a_sparse_table_holds():
         assert all(wl.space.exists(c) for c in algo._inner_asked if wl.space.key(c) not in algo._inner_refused)
 
 
+def test_a_config_the_table_lacks_is_answered_by_its_nearest_row_and_the_trial_says_so():
+    """Algorithms that cannot know a table's rows (Optuna's, pymoo's) may ask for a config it lacks; the
+    study evaluates the nearest row instead. That trial records the config it stands in for, the summary
+    counts such trials, and a config the table holds is never marked."""
+    import itertools
+
+    import pandas as pd
+
+    from tradeoff.workloads.table import table_workload
+
+    space, evaluate = _table()
+    rows = [dict(zip(space.names, v)) for v in itertools.product(*(space[n].values for n in space.names))]
+    rows = [{**r, **evaluate(r)} for r in rows if len({r[f"op{i}"] for i in range(4)}) > 1]
+    wl = table_workload(pd.DataFrame(rows), params=space.names, metrics=["acc", "cost"],
+                        directions={"acc": "maximize", "cost": "minimize"})
+    lacking = {"link": "chain", "op0": "attn", "op1": "attn", "op2": "attn", "op3": "attn"}
+    held = {k: v for k, v in rows[5].items() if k in space.names}
+    front = tradeoff.search(wl.space, {"acc": "maximize", "cost": "minimize"}, wl.evaluate, budget=12,
+                            algorithm="motpe", seed=0, tracking=None, initial=[lacking, held])
+    marked = [t for t in front.trials if t.stands_in_for]
+    assert [t.stands_in_for for t in marked] == [wl.space.to_json(lacking)]
+    stand_in = marked[0]
+    assert wl.space.exists(stand_in.config) and stand_in.config != wl.space.to_json(lacking)
+    assert any(t.config == wl.space.to_json(held) and not t.stands_in_for for t in front.trials)
+    assert "1 stood in for configs the table lacks" in front.summary()
+    assert tradeoff.Trial.from_json(stand_in.to_json()).stands_in_for == stand_in.stands_in_for
+
+
 def test_predictive_chooses_predictors_by_cross_validation_and_logs_its_arms():
     space, evaluate = _table()
     algo = tradeoff.make_algorithm("predictive", predictors=("ridge", "rf"))

@@ -203,6 +203,31 @@ def test_default_store_and_long_values(tmp_path, monkeypatch):
         assert json.loads(Path(path).read_text())["mask"] == bits
 
 
+def test_a_stand_in_for_a_config_the_table_lacks_is_marked_in_mlflow(tmp_path, store):
+    """A sparse table answers a config it lacks with its nearest row: the child run's tag and trials.csv
+    name the config asked for; the other trials carry no mark."""
+    from tradeoff.workloads.table import table_workload
+
+    uri, _ = store
+    rows = pd.DataFrame([{"a": a, "b": b, "acc": a + 0.5 * b, "cost": a * a + b}
+                         for a in range(4) for b in range(4) if (a, b) != (3, 3)])
+    wl = table_workload(rows, params=["a", "b"], metrics=["acc", "cost"],
+                        directions={"acc": "maximize", "cost": "minimize"})
+    tracker = MlflowTracker(uri=uri, experiment="sparse", run_name="sparse", trials="children")
+    front = tradeoff.search(wl.space, {"acc": "maximize", "cost": "minimize"}, wl.evaluate, budget=6,
+                            algorithm="motpe", seed=0, tracking=tracker, initial=[{"a": 3, "b": 3}])
+    marked = [t for t in front.trials if t.stands_in_for]
+    assert len(marked) == 1 and marked[0].stands_in_for == {"a": 3, "b": 3}
+    client = MlflowClient(uri)
+    kids = children(client, tracker.run_id)
+    tags = {t.number: kids[f"trial-{t.number}"].data.tags for t in front.trials}
+    assert json.loads(tags[marked[0].number]["stands_in_for"]) == {"a": 3, "b": 3}
+    assert sum("stands_in_for" in t for t in tags.values()) == 1
+    table = pd.read_csv(Path(client.download_artifacts(tracker.run_id, "trials.csv", str(tmp_path))))
+    assert table["stands_in_for"].notna().sum() == 1
+    assert json.loads(table.set_index("trial").loc[marked[0].number, "stands_in_for"]) == {"a": 3, "b": 3}
+
+
 @pytest.mark.parametrize("mode", ["steps", "children"])
 def test_interrupted_search_resumes_from_the_store(tmp_path, store, mode):
     """KILLED on Ctrl-C; resumed on 'another machine' from checkpoint/ only, every trial logged once."""

@@ -35,6 +35,7 @@ class Trial:
     duration_s: float = 0.0
     batch: int = 0
     baseline: str | None = None     # the name of the workload baseline this trial evaluated, if any
+    stands_in_for: dict[str, Any] | None = None  # the asked config (JSON form) a sparse table lacks; this, its nearest row
 
     def __post_init__(self):
         self.state = TrialState(self.state)

@@ -273,6 +273,9 @@ class Front:
     def summary(self) -> str:
         n_base = len(self.trials) - len(self.searched)
         extra = f" + {n_base} baselines" if n_base else ""
+        stand_ins = sum(1 for t in self.trials if getattr(t, "stands_in_for", None))
+        if stand_ins:  # a sparse table answered configs it lacks with their nearest rows
+            extra += f" ({stand_ins} stood in for configs the table lacks)"
         return (
             f"{len(self.searched)} trials ({len(self.failed)} failed, {len(self.trials) - len(self.feasible) - len(self.failed)}"
             f" infeasible){extra}, front of {len(self.members)}, hypervolume {self.hypervolume():.6g}"

@@ -137,6 +137,7 @@ class Study:
         self._next = 0              # the next trial's number: one past the log's highest
         self._n_searched = 0        # trials that count against the budget (baselines do not)
         self._pending: list[Config] = []   # a batch asked before an interruption, to evaluate before asking again
+        self._stand_ins: dict[str, dict] = {}  # a sparse table's row key -> the lacking config it answers for
         self.resumed = False
         self.stop_reason: str | None = None
         if algorithm is None:
@@ -319,9 +320,17 @@ class Study:
 
     def _ask(self, n: int) -> list[Config]:
         configs = [self.space.validate(c) for c in self.algorithm.ask(n)]
-        if getattr(self.space, "rows", None) is not None:  # a sparse table: only configs that exist
-            configs = [self.space.nearest_row(c, self.cache) for c in configs]
-        return configs
+        if getattr(self.space, "rows", None) is None:
+            return configs
+        # a sparse table: only configs that exist. One it lacks is answered by its nearest row, and
+        # the trial says which config it stands in for (the algorithm is told the row's result)
+        out = []
+        for c in configs:
+            row = self.space.nearest_row(c, self.cache)
+            if not self.space.exists(c):
+                self._stand_ins.setdefault(self.space.key(row), self.space.to_json(c))
+            out.append(row)
+        return out
 
     def _searched(self) -> int:
         return self._n_searched
@@ -378,9 +387,13 @@ class Study:
         state = FAILED if bad else COMPLETE
         feasible = state == COMPLETE and all(
             c.metric in metrics and c.satisfied(metrics[c.metric]) for c in self.spec.constraints)
+        stands_in_for = None if baseline else self._stand_ins.pop(key, None)
+        if stands_in_for is not None and not any(t.stands_in_for for t in self.trials):
+            self.progress.note(f"the table lacks a config {self.spec.algorithm} asked for; its nearest row "
+                               f"was evaluated instead (trial {self._next}, `stands_in_for`)")
         trial = Trial(number=self._next, key=key, config=self.space.to_json(config), state=state,
                       metrics=metrics, reason=bad, feasible=feasible, duration_s=round(duration, 6),
-                      batch=self.batches, baseline=baseline)
+                      batch=self.batches, baseline=baseline, stands_in_for=stands_in_for)
         self.log.append(trial)  # the record first: a kill now leaves a child for resume to back-fill
         self._next += 1
         self._add(trial)

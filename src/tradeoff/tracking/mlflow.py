@@ -258,6 +258,8 @@ class MlflowTracker:
             tags["reason"] = _clip(trial.reason, TAG_LIMIT)
         if getattr(trial, "baseline", None):
             tags["baseline"] = trial.baseline
+        if getattr(trial, "stands_in_for", None):
+            tags["stands_in_for"] = _clip(json.dumps(trial.stands_in_for, sort_keys=True), TAG_LIMIT)
         run = self.client.create_run(self.experiment_id, start_time=now - int(trial.duration_s * 1000), tags=tags,
                                      run_name=f"baseline-{trial.baseline}" if getattr(trial, "baseline", None)
                                      else f"trial-{trial.number}")
@@ -454,9 +456,12 @@ def trials_frame(front: Front):
     import pandas as pd
 
     rows = []
+    stand_ins = any(getattr(t, "stands_in_for", None) for t in front.trials)  # a sparse table's stand-ins, if any
     for t in front.trials:
         row: dict[str, Any] = {"trial": t.number, "state": t.state, "feasible": t.feasible, "reason": t.reason,
                                "duration_s": t.duration_s, "batch": t.batch, "key": t.key}
+        if stand_ins:
+            row["stands_in_for"] = json.dumps(t.stands_in_for, sort_keys=True) if t.stands_in_for else None
         row.update({n: t.metrics.get(n) for n in front.names})
         row.update({k: v for k, v in t.metrics.items() if k not in front.names})
         row.update({(k if k not in row else f"config.{k}"): v for k, v in t.config.items()})
