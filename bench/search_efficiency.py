@@ -323,6 +323,40 @@ def wins(results: list[dict], problems: list[str], algorithms: list[str], who: s
     return f"{who}: " + ", ".join(out)
 
 
+def pairwise(results: list[dict], problems: list[str], algorithms: list[str], who: str = "predictive") -> str:
+    """``who`` against each other algorithm alone, on the tables and seeds both ran: tables where ``who``'s
+    median regret is at most the other's, runs (same table and seed) where it is lower / higher, and the
+    geometric mean of the regret ratio (+0.001, so a regret of 0 counts)."""
+    budgets = CHECKPOINTS[:3]
+    head = ("| against | paired runs | " + " | ".join(f"@{k}: tables at or below" for k in budgets) + " | "
+            + " | ".join(f"@{k}: runs lower / higher, geo. mean" for k in budgets) + " |")
+    lines = [head, "|---|---|" + "---|" * (2 * len(budgets))]
+    mine = {(r["problem"], r["seed"]): r for r in results if r["algorithm"] == who}
+    for a in algorithms:
+        if a == who:
+            continue
+        theirs = {(r["problem"], r["seed"]): r for r in results if r["algorithm"] == a and r["problem"] in problems}
+        both = sorted(k for k in theirs if k in mine)
+        if not both:
+            continue
+        tables, runs = [], []
+        for k in budgets:
+            key = str(k)
+            per: dict[str, list[tuple[float, float]]] = {}
+            for j in both:
+                if key in mine[j]["regret"] and key in theirs[j]["regret"]:
+                    per.setdefault(j[0], []).append((mine[j]["regret"][key], theirs[j]["regret"][key]))
+            pairs = [x for v in per.values() for x in v]
+            at_or_below = sum(np.median([x for x, _ in v]) <= np.median([y for _, y in v]) + 1e-12 for v in per.values())
+            tables.append(f"{at_or_below} of {len(per)}")
+            lo = sum(x < y - 1e-12 for x, y in pairs)
+            hi = sum(x > y + 1e-12 for x, y in pairs)
+            gm = float(np.exp(np.mean([np.log((x + 1e-3) / (y + 1e-3)) for x, y in pairs]))) if pairs else np.nan
+            runs.append(f"{lo} / {hi}, {gm:.2f}")
+        lines.append(f"| {a} | {len(both)} | " + " | ".join(tables) + " | " + " | ".join(runs) + " |")
+    return "\n".join(lines)
+
+
 def top_agreement(problem: str, wl, share: float = 0.01) -> float:
     """Kendall tau between the searched and the held-out value of the quality objective over the best
     ``share`` of the table's models by the searched one: how far the order at the top is reproducible."""
@@ -574,6 +608,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fresh", action="store_true", help="forget earlier runs logged in the output folder")
     ap.add_argument("--reuse-stale", action="store_true",
                     help="also reuse logged runs made with other search code (by default they are run again)")
+    ap.add_argument("--logged-only", action="store_true",
+                    help="run nothing: report the runs logged in the output folder (each algorithm's seeds as logged)")
     ap.add_argument("--before", default=None,
                     help="an earlier run's search_efficiency.json: also print its median regret beside these")
     args = ap.parse_args(argv)
@@ -605,7 +641,7 @@ def main(argv=None) -> int:
         print(f"{stale} logged runs in {log} were made with other search code: run again "
               "(--reuse-stale keeps them)", file=sys.stderr)
     results = [done[j] for j in jobs if j in done]
-    jobs = [j for j in jobs if j not in done]
+    jobs = [] if args.logged_only else [j for j in jobs if j not in done]
     t0 = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
         futs = {pool.submit(one_run, *j): j for j in jobs}
@@ -624,6 +660,10 @@ def main(argv=None) -> int:
     results = pooled_regret(results)
     md = (table(results, problems, algorithms) + "\n\n" + wins(results, problems, algorithms) + "\n\n"
           + summary(results, problems, algorithms))
+    if "predictive" in algorithms and len(algorithms) > 1:
+        md += ("\n\npredictive against each algorithm alone, on the tables and seeds both ran (runs: same table "
+               "and seed; geo. mean: of predictive's regret over the other's, +0.001):\n\n"
+               + pairwise(results, problems, algorithms))
     if any(a != "predictive" and max((r["budget"] for r in results if r["algorithm"] == a), default=0)
            > max(CHECKPOINTS) for a in algorithms):
         md += ("\n\nEvaluations each algorithm needs to match predictive's median regret at 25 / 50 / 100 / 200 "
@@ -648,7 +688,10 @@ def main(argv=None) -> int:
             [p for p in problems if p.startswith("nbg")])
     import platform
 
-    note = (f"\nMedian hypervolume regret over {args.seeds} seeds (lower is better; 0 = the true front). "
+    runs = {a: sum(r["algorithm"] == a for r in results) for a in algorithms}
+    over = (f"{args.seeds} seeds" if len(set(runs.values())) <= 1
+            else "the seeds logged (runs: " + ", ".join(f"{a} {n}" for a, n in runs.items()) + ")")
+    note = (f"\nMedian hypervolume regret over {over} (lower is better; 0 = the true front). "
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {time.time() - t0:.0f} s in all. "
             + ", ".join(f"{a} capped at {b} evaluations" for a, b in BUDGET_CAP.items() if a in algorithms))
     for p in problems:
