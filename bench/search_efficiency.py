@@ -641,6 +641,11 @@ def main(argv=None) -> int:
         print(f"{stale} logged runs in {log} were made with other search code: run again "
               "(--reuse-stale keeps them)", file=sys.stderr)
     results = [done[j] for j in jobs if j in done]
+    if args.logged_only and not results:
+        print(f"--logged-only: {log} holds no run of these problems and algorithms"
+              + ("" if args.reuse_stale else " made with this search code (--reuse-stale takes the others)"),
+              file=sys.stderr)
+        return 1
     jobs = [] if args.logged_only else [j for j in jobs if j not in done]
     t0 = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
