@@ -73,7 +73,9 @@ def front_needed(F: np.ndarray, r: np.ndarray, hv_true: float, target: float = 0
 
     without = regret(())
     # each member's lead: its accuracy (objective 0, minimised) over the best other architecture as cheap or cheaper
-    lead = [float(min((q[0] for q in F[~on] if q[1] <= f[1]), default=r[0]) - f[0]) for f in front]
+    others = F[~on]
+    cheaper = [others[others[:, 1] <= f[1], 0] for f in front]
+    lead = [float((c.min() if len(c) else r[0]) - f[0]) for c, f in zip(cheaper, front)]
     need = 0
     if without > target:
         need = len(front)
