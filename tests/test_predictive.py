@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -262,10 +263,8 @@ def test_the_loop_asks_only_for_configs_a_sparse_table_holds():
         assert all(wl.space.exists(c) for c in algo._inner_asked if wl.space.key(c) not in algo._inner_refused)
 
 
-def test_a_config_the_table_lacks_is_answered_by_its_nearest_row_and_the_trial_says_so():
-    """Algorithms that cannot know a table's rows (Optuna's, pymoo's) may ask for a config it lacks; the
-    study evaluates the nearest row instead. That trial records the config it stands in for, the summary
-    counts such trials, and a config the table holds is never marked."""
+def _sparse_table():
+    """``_table`` without its cells of one operation: a table workload, a config it lacks, one it holds."""
     import itertools
 
     import pandas as pd
@@ -278,7 +277,14 @@ def test_a_config_the_table_lacks_is_answered_by_its_nearest_row_and_the_trial_s
     wl = table_workload(pd.DataFrame(rows), params=space.names, metrics=["acc", "cost"],
                         directions={"acc": "maximize", "cost": "minimize"})
     lacking = {"link": "chain", "op0": "attn", "op1": "attn", "op2": "attn", "op3": "attn"}
-    held = {k: v for k, v in rows[5].items() if k in space.names}
+    return wl, lacking, {k: v for k, v in rows[5].items() if k in space.names}
+
+
+def test_a_config_the_table_lacks_is_answered_by_its_nearest_row_and_the_trial_says_so():
+    """Algorithms that cannot know a table's rows (Optuna's, pymoo's) may ask for a config it lacks; the
+    study evaluates the nearest row instead. That trial records the config it stands in for, the summary
+    counts such trials, and a config the table holds is never marked."""
+    wl, lacking, held = _sparse_table()
     front = tradeoff.search(wl.space, {"acc": "maximize", "cost": "minimize"}, wl.evaluate, budget=12,
                             algorithm="motpe", seed=0, tracking=None, initial=[lacking, held])
     marked = [t for t in front.trials if t.stands_in_for]
@@ -288,6 +294,39 @@ def test_a_config_the_table_lacks_is_answered_by_its_nearest_row_and_the_trial_s
     assert any(t.config == wl.space.to_json(held) and not t.stands_in_for for t in front.trials)
     assert "1 stood in for configs the table lacks" in front.summary()
     assert tradeoff.Trial.from_json(stand_in.to_json()).stands_in_for == stand_in.stands_in_for
+
+
+@pytest.mark.parametrize("algorithm,kill_at", [("motpe", 1), ("nsga2", 7)])
+def test_a_search_rebuilt_from_its_log_asks_the_stand_ins_the_interrupted_one_asked(tmp_path, algorithm, kill_at):
+    """No checkpoint: the algorithm is replayed from the trial log. Its asks for a config the table lacks
+    are mapped to the rows the interrupted run evaluated, so the replay reproduces every trial, and a
+    stand-in not yet evaluated at the kill is evaluated (as its row, and marked) after the resume."""
+    from tradeoff.engine.study import load_trials
+
+    wl, lacking, held = _sparse_table()
+    kw = dict(budget=16, algorithm=algorithm, seed=0, tracking=None, initial=[lacking, held], batch_size=4,
+              progress=False)
+    objectives = {"acc": "maximize", "cost": "minimize"}
+    ref = tradeoff.search(wl.space, objectives, wl.evaluate, **kw)
+    calls = []
+
+    def killed(c):
+        calls.append(1)
+        if len(calls) == kill_at:
+            raise KeyboardInterrupt
+        return wl.evaluate(c)
+
+    with pytest.raises(KeyboardInterrupt):
+        tradeoff.search(wl.space, objectives, killed, **kw)
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if len(load_trials(p)) == kill_at - 1)
+    for f in ("state.pkl", "state.pkl.prev"):
+        (run_dir / f).unlink(missing_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "reproduced 0 of N trials" was the symptom
+        front = tradeoff.search(wl.space, objectives, wl.evaluate, resume=run_dir.name, **kw)
+    assert [t.key for t in front.trials] == [t.key for t in ref.trials]
+    assert all(t.ok for t in front.trials)
+    assert [t.stands_in_for for t in front.trials if t.stands_in_for] == [wl.space.to_json(lacking)]
 
 
 def test_predictive_chooses_predictors_by_cross_validation_and_logs_its_arms():

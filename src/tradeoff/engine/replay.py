@@ -16,6 +16,7 @@ import numpy as np
 from ..core.trial import Trial
 from ..spaces.space import Config, Space
 from .algorithms.base import Algorithm
+from .stand_in import answer
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Replayed:
     told: int                           # distinct trials told
     pending: list[Config] = field(default_factory=list)  # the batch the interrupted run was evaluating
     missed: int = 0                     # logged trials the algorithm never asked for again (a library that is not deterministic)
+    stand_ins: dict[str, dict] = field(default_factory=dict)  # pending rows that answer for configs a table lacks
 
 
 def batch_for(batch: int | None, algorithm: Algorithm) -> int:
@@ -39,16 +41,21 @@ def replay(algorithm: Algorithm, space: Space, cache: dict[str, Trial], batch: i
     with a config not in the log, which is returned as ``pending`` for the loop to evaluate. ``batch`` None:
     the algorithm's own batch, read before every ask as the loop does."""
     seen: set[str] = set()
+    baselines = {k for k, t in cache.items() if t.baseline}  # evaluated before the first ask
     batches = idle = 0
     pending: list[Config] = []
+    stand_ins: dict[str, dict] = {}
     while True:
         size = batch_for(batch, algorithm)
         n = size if budget is None else min(size, budget - len(seen))
         if n <= 0 or idle >= max_idle:
             break
-        configs = [space.validate(c) for c in algorithm.ask(n)]
-        if not configs:
+        asked = [space.validate(c) for c in algorithm.ask(n)]
+        if not asked:
             break
+        # mapped as the live loop mapped it: a config a sparse table lacks -> the nearest row not
+        # evaluated when it was asked (the baselines and every batch before this one)
+        configs, stand_ins = answer(space, asked, seen | baselines)
         keys = [space.key(c) for c in configs]
         if not all(k in cache for k in keys):
             pending = configs
@@ -62,4 +69,4 @@ def replay(algorithm: Algorithm, space: Space, cache: dict[str, Trial], batch: i
     if missed:
         warnings.warn(f"rebuilding {algorithm.name} from the trial log reproduced {len(seen)} of {len(cache)} trials; "
                       f"it goes on without the other {missed} (they stay in the front)", stacklevel=2)
-    return Replayed(batches, len(seen), pending, missed)
+    return Replayed(batches, len(seen), pending, missed, stand_ins if pending else {})

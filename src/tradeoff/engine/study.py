@@ -41,6 +41,7 @@ from .front import Front
 from .objectives import Constraint, ConstraintError, Objective, minimised, missing_constraint_metrics, violations
 from .progress import Progress
 from .replay import batch_for, replay
+from .stand_in import answer
 from .trial_log import TrialLog, next_number, read_trials
 
 MAX_IDLE_BATCHES = 25  # consecutive batches with nothing new: the space (or algorithm) is exhausted
@@ -200,6 +201,7 @@ class Study:
         else:
             r = replay(algo, space, study.cache, spec.batch_size, spec.budget, study._values, study._violations)
             study.batches, study._told, study._pending = r.batches, r.told, r.pending
+            study._stand_ins.update(r.stand_ins)
         if tracker is not None:
             tracker.reopen(run_id)
             # steps already in the store that the log lacks (an older checkpoint resumed elsewhere) are numbered past
@@ -319,18 +321,10 @@ class Study:
         return math.isfinite(size) and len(self.cache) >= size
 
     def _ask(self, n: int) -> list[Config]:
-        configs = [self.space.validate(c) for c in self.algorithm.ask(n)]
-        if getattr(self.space, "rows", None) is None:
-            return configs
-        # a sparse table: only configs that exist. One it lacks is answered by its nearest row, and
-        # the trial says which config it stands in for (the algorithm is told the row's result)
-        out = []
-        for c in configs:
-            row = self.space.nearest_row(c, self.cache)
-            if not self.space.exists(c):
-                self._stand_ins.setdefault(self.space.key(row), self.space.to_json(c))
-            out.append(row)
-        return out
+        configs, stand_ins = answer(self.space, [self.space.validate(c) for c in self.algorithm.ask(n)], self.cache)
+        for key, asked in stand_ins.items():
+            self._stand_ins.setdefault(key, asked)
+        return configs
 
     def _searched(self) -> int:
         return self._n_searched
