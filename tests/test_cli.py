@@ -32,6 +32,19 @@ def test_run_show_end_to_end_with_default_store(tmp_path):
     assert rows(show.stdout)[-len(rows(out.stdout)):] == rows(out.stdout)
 
 
+def test_a_new_run_logs_where_uri_says(tmp_path):
+    """`--uri` on a new run is its tracking store (it was ignored, and the run went to ./mlflow.db)."""
+    store = f"sqlite:///{tmp_path}/elsewhere.db"
+    out = tradeoff(tmp_path, "run", "zdt1", "--set", "search.budget=8", "--uri", store, "-q")
+    assert out.returncode == 0, out.stderr
+    run_id = re.search(r"run id: (\w+)", out.stdout).group(1)
+    assert f"tradeoff run --resume {run_id} --uri {store}" in out.stdout + out.stderr
+    assert (tmp_path / "elsewhere.db").exists() and not (tmp_path / "mlflow.db").exists()
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(store).get_run(run_id).data.metrics
+
+
 def test_recipes_validate_ui_and_errors(tmp_path):
     out = tradeoff(tmp_path, "recipes")
     assert out.returncode == 0

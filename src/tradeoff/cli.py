@@ -129,7 +129,9 @@ def _run(args) -> int:
         if not args.recipe:
             raise RecipeError("give a recipe file (or a shipped recipe's name), or --resume RUN_ID")
         path = find_recipe(args.recipe)
-        recipe, text = load_recipe(path, args.set)
+        # --uri on a new run: where it logs, as --set tracking.uri would (a JSON string is a YAML string)
+        overrides = [*(args.set or []), *([f"tracking.uri={json.dumps(args.uri)}"] if args.uri else [])]
+        recipe, text = load_recipe(path, overrides)
         front, run_id = run_recipe(recipe, text, path, progress=not args.quiet)
     print_front(front, run_id)
     return front_rc(front)
@@ -296,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("recipe", nargs="?", help="recipe YAML file or shipped recipe name")
     r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe field")
     r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
-    r.add_argument("--uri", help="with --resume: the MLflow tracking URI holding the run, when it is not local")
+    r.add_argument("--uri", help="the MLflow tracking URI: where a new run logs (as --set tracking.uri=URI), or with "
+                                 "--resume the store holding the run, when it is not local")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     r.add_argument("--remeasure", action="store_true",
                    help="time every latency figure afresh instead of taking it from the measurement cache "
