@@ -4,6 +4,8 @@ Each param's genes get the operator that fits them: SBX + polynomial mutation fo
 ordered integers (rounded), uniform crossover + random reset for unordered choices, k-point
 crossover + bit-flip for mask bits (as ECAD does for caching schedules). Failed trials are
 told as infeasible (one extra constraint column) so they never displace a working candidate.
+Offspring are new when they build a model not yet asked for (``Space.key``): genes the model does
+not use, or genes that decode to the same config, do not make a new one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections import deque
 
 import numpy as np
 from pymoo.core.crossover import Crossover
+from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.mutation import Mutation
 from pymoo.core.problem import Problem
 from pymoo.core.sampling import Sampling
@@ -102,6 +105,31 @@ class _SpaceMutation(Mutation):
         return X
 
 
+class _ModelDuplicates(DuplicateElimination):
+    """Duplicates by the model a config builds: among the offspring themselves and every config asked
+    so far, or against another population. pymoo then breeds again (up to its own limit) to fill the
+    generation with new models; by genes alone, a space whose configs share models (a supernet's
+    unused slots, a table's isomorphic cells) can breed nothing but models already evaluated."""
+
+    def __init__(self, space):
+        super().__init__()
+        self.space = space
+        self.asked: set[str] = set()
+
+    def key(self, ind) -> str:
+        return self.space.key(self.space.from_genes(np.asarray(ind.X, dtype=float)))
+
+    def _do(self, pop, other, is_duplicate):
+        seen = set(self.asked) if other is None else {self.key(o) for o in other}
+        for i, ind in enumerate(pop):
+            k = self.key(ind)
+            if k in seen:
+                is_duplicate[i] = True
+            elif other is None:
+                seen.add(k)
+        return is_duplicate
+
+
 def _comp_by_cv_then_random(pop, P, random_state=None, **kwargs):
     """NSGA-III's tournament (fewer violations win, else a coin flip) with every tie drawn from the
     seeded random state: pymoo 0.6.2 draws ties between equally infeasible ones unseeded."""
@@ -135,6 +163,7 @@ class PymooAlgorithm(Algorithm):
         self.problem = _SpaceProblem(space, n_objectives, n_constraints)
         pop = self.pop_size or default_pop_size(budget)
         self.batch_size = pop
+        self._duplicates = _ModelDuplicates(space)
         self.algo = self._make(self.problem, pop, _SpaceSampling(space, initial), _SpaceCrossover(), _SpaceMutation())
         self.algo.setup(self.problem, termination=NoTermination(), seed=seed, verbose=False)
         # genes -> config for the initial configs, which must be asked exactly (exp(log(v)) != v)
@@ -155,6 +184,7 @@ class PymooAlgorithm(Algorithm):
                 self._pop = None
                 return []
             self._queue.extend(range(len(self._pop)))
+            self._duplicates.asked.update(self._duplicates.key(ind) for ind in self._pop)
         out = []
         while self._queue and len(out) < n:
             i = self._queue.popleft()
@@ -205,7 +235,7 @@ class _Named(PymooAlgorithm):
         mod, _, cls = self.cls_path.rpartition(".")
         opts = {"pop_size": pop_size, **self._extra(problem, pop_size), **self.options}
         return getattr(importlib.import_module(mod), cls)(sampling=sampling, crossover=crossover, mutation=mutation,
-                                                          eliminate_duplicates=True, **opts)
+                                                          eliminate_duplicates=self._duplicates, **opts)
 
 
 @register("nsga2")
