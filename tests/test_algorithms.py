@@ -182,3 +182,15 @@ def test_pymoo_breeds_models_not_yet_asked_on_a_space_whose_configs_share_models
         if len(keys) >= 150:
             break
     assert len(keys) >= 150 and len(set(keys)) == len(keys)
+
+
+def test_a_pymoo_checkpoint_from_before_duplicates_by_model_still_resumes():
+    """A state.pkl written before the adapter kept ``_duplicates`` unpickles and asks on (pymoo's own
+    elimination, which that pickled algorithm holds, goes on)."""
+    algo = make_algorithm("nsga2")
+    algo.setup(SPACE, 2, 1, seed=5, budget=40)
+    _tell(algo, algo.ask(algo.batch_size))
+    del algo._duplicates  # as an older adapter pickled it
+    old = cloudpickle.loads(cloudpickle.dumps(algo))
+    configs = old.ask(algo.batch_size)
+    assert configs and all(SPACE.key(c) for c in configs)

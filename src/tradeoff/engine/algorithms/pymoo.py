@@ -175,6 +175,9 @@ class PymooAlgorithm(Algorithm):
         self._G: dict[int, np.ndarray] = {}
         self._worst: np.ndarray | None = None
 
+    def __setstate__(self, d):  # a checkpoint from before duplicates by model keeps pymoo's own elimination
+        self.__dict__.update({"_duplicates": None, **d})
+
     def ask(self, n):
         if not self._queue:
             if self._pop is not None:  # the current generation is not fully told yet
@@ -184,7 +187,8 @@ class PymooAlgorithm(Algorithm):
                 self._pop = None
                 return []
             self._queue.extend(range(len(self._pop)))
-            self._duplicates.asked.update(self._duplicates.key(ind) for ind in self._pop)
+            if self._duplicates is not None:
+                self._duplicates.asked.update(self._duplicates.key(ind) for ind in self._pop)
         out = []
         while self._queue and len(out) < n:
             i = self._queue.popleft()
