@@ -248,6 +248,32 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, mode):
     assert len(set(calls)) == len(trials)
 
 
+@pytest.mark.slow
+def test_sigkill_then_resume_on_another_machine_reruns_no_logged_trial(tmp_path):
+    """The store's copy of the log keeps up with trials that take a while: a run killed mid-batch and resumed
+    from the store alone (another TRADEOFF_HOME, as on another machine) evaluates no logged trial again."""
+    env = subprocess_env(tmp_path)
+    env["FAULT_LOG"] = str(tmp_path / "calls.txt")
+    env["FAULT_DELAY"] = "0.4"
+    uri, budget = env["MLFLOW_TRACKING_URI"], 16
+    r = recipe(tmp_path, budget=budget)
+    proc = subprocess.Popen([*EXE, "run", str(r), "-q"], env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
+    run_dir = wait_for_trials(tmp_path / ".tradeoff" / "runs", 5)  # mid-way through the first batch of 8
+    time.sleep(0.2)  # the 6th trial is being evaluated
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    logged = (run_dir / "trials.jsonl").read_bytes().count(b"\n")
+    assert 5 <= logged < 8
+    env["TRADEOFF_HOME"] = str(tmp_path / "elsewhere" / ".tradeoff")
+    out = subprocess.run([*EXE, "run", "--resume", run_dir.name, "--uri", uri, "-q"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = assert_consistent(tmp_path / "elsewhere" / ".tradeoff" / "runs" / run_dir.name, uri, budget)
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert len(calls) - len(set(calls)) <= 1, "a logged trial was evaluated again"  # only the one cut short
+    assert len(set(calls)) == len(trials)
+
+
 # -- worker processes ------------------------------------------------------------------------------
 
 @pytest.mark.slow

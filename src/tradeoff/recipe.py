@@ -88,7 +88,7 @@ class TrackingCfg(_Strict):
     uri: str | None = None
     experiment: str | None = None
     trials: Literal["steps", "children", "none"] = "steps"   # how each trial reaches MLflow (see tracking/mlflow.py)
-    checkpoint_every_s: float = Field(30.0, gt=0)
+    checkpoint_every_s: float = Field(30.0, gt=0)  # the longest wait between uploads of the log (more often when cheap)
 
 
 class Recipe(_Strict):

@@ -391,7 +391,8 @@ class Study:
         self.log.append(trial)  # the record first: a kill now leaves a child for resume to back-fill
         self._next += 1
         self._add(trial)
-        if self.tracker is not None:
+        if self.tracker is not None:  # the log goes up before the trial's metrics: no point in MLflow outruns it
+            self.tracker.log_checkpoint(self.run_dir)
             self.tracker.log_trial(trial)
         if state == COMPLETE and self.spec.constraints:  # recorded first: nothing is lost
             missing = missing_constraint_metrics(self.spec.constraints, metrics)

@@ -53,6 +53,7 @@ BATCH_PARAMS_TAGS = 100
 BATCH_METRICS = 1000
 TRIAL_MODES = ("steps", "children", "none")
 CHECKPOINT_FILES = ("trials.jsonl", "study.json")  # data only: a resume rebuilds the algorithm from the log
+UPLOAD_SHARE = 0.05  # checkpoint uploads may take at most this share of a search's wall-clock
 # import name -> distributions that may provide it (first one installed wins)
 VERSIONED = {
     "tradeoff": ("tradeoff",), "numpy": ("numpy",), "torch": ("torch",), "pymoo": ("pymoo",),
@@ -103,7 +104,9 @@ class MlflowTracker:
         self.trial_seconds = 0.0    # time spent logging trials, to keep an eye on its cost
         self.trials_logged = 0
         self.checkpoint_every_s = checkpoint_every_s
-        self._last_checkpoint = -math.inf
+        self._last_checkpoint = -math.inf   # when the last upload ended (monotonic)
+        self._upload_s = 0.0                 # how long it took
+        self._study_uploaded = False
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self.write_errors: list[str] = []
@@ -275,18 +278,26 @@ class MlflowTracker:
             self.trials_logged += 1
 
     def log_checkpoint(self, run_dir: Path, force: bool = False) -> None:
-        """Upload the run directory's checkpoint, so the search can resume on another machine: at most every
-        ``checkpoint_every_s`` (the local checkpoint is written after every batch), and always at the end."""
+        """Upload the run's log, so the search can resume on another machine without re-running trials.
+
+        Called after every trial. It uploads whenever the last upload's cost is at most ``UPLOAD_SHARE`` of the
+        time since (so after every trial of a search whose trials take seconds, and rarely when they take
+        milliseconds, where re-running them costs nothing), at least every ``checkpoint_every_s``, and at the
+        end. ``study.json`` (what is searched) goes up once per session, ``trials.jsonl`` each time.
+        """
         if self.run_id is None:
             return
         now = time.monotonic()
-        if not force and now - self._last_checkpoint < self.checkpoint_every_s:
+        wait = min(self.checkpoint_every_s, self._upload_s * (1 - UPLOAD_SHARE) / UPLOAD_SHARE)
+        if not force and now - self._last_checkpoint < wait:
             return
-        self._last_checkpoint = now
         for name in CHECKPOINT_FILES:
             path = Path(run_dir) / name
-            if path.exists():
+            if path.exists() and (name != "study.json" or not self._study_uploaded or force):
                 self.client.log_artifact(self.run_id, str(path), "checkpoint")
+                self._study_uploaded |= name == "study.json"
+        self._last_checkpoint = time.monotonic()
+        self._upload_s = self._last_checkpoint - now
 
     # -- the end -------------------------------------------------------------------------------
     def log_front(self, front: Front, run_dir: Path) -> None:
