@@ -283,7 +283,7 @@ class MlflowTracker:
         Called after every trial. It uploads whenever the last upload's cost is at most ``UPLOAD_SHARE`` of the
         time since (so after every trial of a search whose trials take seconds, and rarely when they take
         milliseconds, where re-running them costs nothing), at least every ``checkpoint_every_s``, and at the
-        end. ``study.json`` (what is searched) goes up once per session, ``trials.jsonl`` each time.
+        end. ``study.json`` (what is searched) goes up once per start or resume, ``trials.jsonl`` each time.
         """
         if self.run_id is None:
             return
