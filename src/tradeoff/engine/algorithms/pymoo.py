@@ -120,13 +120,14 @@ class _ModelDuplicates(DuplicateElimination):
         return self.space.key(self.space.from_genes(np.asarray(ind.X, dtype=float)))
 
     def _do(self, pop, other, is_duplicate):
-        seen = set(self.asked) if other is None else {self.key(o) for o in other}
+        seen = self.asked if other is None else {self.key(o) for o in other}
+        bred: set[str] = set()  # among the offspring themselves (pymoo calls this on every mating try)
         for i, ind in enumerate(pop):
             k = self.key(ind)
-            if k in seen:
+            if k in seen or k in bred:
                 is_duplicate[i] = True
             elif other is None:
-                seen.add(k)
+                bred.add(k)
         return is_duplicate
 
 
