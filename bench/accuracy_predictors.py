@@ -1,9 +1,11 @@
 """Accuracy and latency predictors on the architecture spaces: held-out quality by cross-validation.
 
 Samples configurations of a built-in workload, evaluates each for real (accuracy on the held-out
-split of the deployed model, latency measured on ONNX Runtime CPU with one thread), then scores
+split of the deployed model, latency measured on ONNX Runtime CPU with one thread, the deployed
+ONNX file's size), then scores
 every registered predictor by 5-fold cross-validation on the space's own encoding
-(``Space.encode``) and on the structured one (``predictors.encodings.structured_features``):
+(``Space.encode``) and on the structured one (``predictors.encodings.structured_features``; on
+the supernet, with each subnet's weights, bytes and multiply-adds: ``supernet.SubnetCosts``):
 Kendall tau, MAPE and top-10% recall (the best tenth found among the predicted best tenth).
 This is what ``predictive`` and ``auto`` see when they pick a predictor.
 
@@ -26,7 +28,7 @@ WORKLOADS = {
     "ofa": {"name": "supernet", "options": {}},
     "joint": {"name": "supernet", "options": {"bits": [4, 8, 32], "keep": [0.5, 0.75, 1.0], "finetune_steps": 10}},
 }
-METRICS = {"accuracy": "maximize", "latency_ms": "minimize"}
+METRICS = {"accuracy": "maximize", "latency_ms": "minimize", "size_mb": "minimize"}
 
 
 def sample(wl, n: int, seed: int) -> list[dict]:
@@ -63,7 +65,7 @@ def main() -> None:
     t0 = time.perf_counter()
     spec = WORKLOADS[args.workload]
     wl = make_workload(spec["name"], **spec["options"])
-    comp = compose(wl, {"accuracy": {}, "latency_ms": {"target": "cpu"}},
+    comp = compose(wl, {"accuracy": {}, "latency_ms": {"target": "cpu"}, "size_mb": {}},
                    {"cpu": {"runtime": "ort", "threads": 1}}, cache=False)
     configs = sample(wl, args.n, args.seed)
     rows, failed = [], 0

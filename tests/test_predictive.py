@@ -506,6 +506,22 @@ def test_every_arm_keeps_its_minimum_share_of_the_batch():
         assert sum(slots.values()) == 10 and min(slots.values()) == floor and slots["model"] == 10 - 2 * floor
 
 
+def test_an_arm_spreads_away_from_what_the_arms_before_it_picked_in_the_batch():
+    def model_arm_picks(batch: list) -> list:
+        algo = tradeoff.make_algorithm("predictive")
+        algo.setup(Space({"x": Float(0.0, 1.0)}), 2, 0, seed=0, budget=100)
+        algo.tell([{"x": 0.2}, {"x": 0.8}], np.array([[0.2, 0.8], [0.8, 0.2]]), np.zeros((2, 0)))
+        # predictors that know the line f = (x, 1 - x) exactly
+        algo._predict = lambda models, C: (np.c_[C[:, 0], 1.0 - C[:, 0]], np.full((len(C), 2), 1e-4),
+                                           np.ones(len(C)))
+        algo._take(None, [{"x": 0.501}, {"x": 0.3}], 1, batch, "model", algo.history.good())
+        return batch
+
+    assert model_arm_picks([]) == [{"x": 0.501}]   # the middle of the front's gap improves it most
+    # the local arm took the middle first: a near-copy of it would add nothing, so elsewhere
+    assert model_arm_picks([{"x": 0.5}]) == [{"x": 0.5}, {"x": 0.3}]
+
+
 @pytest.mark.parametrize("size", [13, 6])
 def test_the_initial_design_is_its_size_and_the_arms_fill_the_rest_of_that_batch(size):
     space, evaluate = _table()

@@ -101,3 +101,29 @@ def test_configs_of_one_subnet_share_a_key_and_are_evaluated_once(sup):
         return tuple(sorted((k, v) for k, v in c.items() if "b" not in k.split(".")[1] or k.split(".")[1] in run))
 
     assert len(front.trials) == 12 and len({subnet(t.config) for t in front.trials}) == 12
+
+
+def test_the_predictors_see_each_subnets_cost_and_it_follows_the_deployed_size(sup):
+    from scipy.stats import kendalltau
+
+    from tradeoff.predictors.encodings import structured_features
+
+    wl = to.supernet(train_steps=STEPS, bits=[8, 32], keep=[0.5, 1.0], finetune_steps=0)
+    costs = wl.space.extra_features
+    big = dict(wl.baselines["largest"])                            # 32 bits, every channel kept
+    assert np.allclose(costs([big])[0, :3], 1.0)                   # weights, bytes, MACs: the largest's
+    small = dict(wl.baselines["smallest"])
+    ghost = dict(small, **{"arch.s0b1.kernel": 5, "quant.s2b1": 8, "prune.s0b2": 0.5})  # slots it does not run
+    assert np.array_equal(structured_features(wl.space, [ghost]), structured_features(wl.space, [small]))
+    fewer_bits, fewer_channels = dict(big, **{"quant.s1b0": 8}), dict(big, **{"prune.s1b0": 0.5})
+    f = costs([big, fewer_bits, fewer_channels])
+    assert f[1, 1] < f[0, 1] and f[1, 0] == f[0, 0]                 # bits cut the bytes, not the weights
+    assert f[2, 0] < f[0, 0] and f[2, 2] < f[0, 2]                  # pruning cuts weights and MACs
+    # a plain linear fit on them ranks the deployed ONNX files of subnets it never saw
+    front = to.search(wl, {"accuracy": "maximize", "size_mb": "minimize"}, budget=20, algorithm="random", seed=0,
+                      tracking=None)
+    trials = [t for t in front.trials if t.ok][:20]
+    size = np.array([t.metrics["size_bytes"] for t in trials])
+    X = np.c_[np.ones(len(trials)), costs([t.config for t in trials])]
+    coef = np.linalg.lstsq(X[:12], size[:12], rcond=None)[0]
+    assert kendalltau(X[12:] @ coef, size[12:])[0] >= 0.7

@@ -19,7 +19,7 @@ import numpy as np
 from ..spaces.params import Bits
 from ..spaces.space import Config, Space
 from . import Workload, evaluate_on_artifact, register_workload
-from .supernet import SPEC, InactiveSlots, Supernet, active_slots, extreme, load_supernet, slots
+from .supernet import SPEC, InactiveSlots, SubnetCosts, Supernet, active_slots, extreme, load_supernet, slots
 
 
 def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]], bits: Sequence[int] | None = None,
@@ -42,7 +42,10 @@ def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]
     joint = len(parts) > 1
     space = Space.join(parts) if joint else arch
     if joint:  # a slot the subnet does not run has no bits or keep ratio either: one key per model
-        space = space.with_canonical(InactiveSlots(space, spec, arch_prefix="arch"))
+        space = space.with_canonical(InactiveSlots(space, spec, arch_prefix="arch")).with_features(
+            SubnetCosts(spec, arch_prefix="arch", bits_prefix="quant" if qspace is not None else None,
+                        keep_prefix="prune" if pspace is not None else None,
+                        bits=tuple(qspace.bits) if qspace is not None else ()))
     accs = {r: Accuracy(d["x_val"], d["y_val"], split=d["split"]) for r, d in data.items()}
 
     def split(config: Config) -> tuple[Config, Config, Config]:

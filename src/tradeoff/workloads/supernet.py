@@ -43,7 +43,7 @@ def arch_space(spec: Mapping[str, Any] = SPEC) -> Space:
         params[f"{slot}.expand"] = Choice(list(spec["expands"]))
         params[f"{slot}.kernel"] = Choice(list(spec["kernels"]))
     space = Space(params)
-    return space.with_canonical(InactiveSlots(space, spec))
+    return space.with_canonical(InactiveSlots(space, spec)).with_features(SubnetCosts(spec))
 
 
 class InactiveSlots:
@@ -69,6 +69,68 @@ class InactiveSlots:
             if slot not in active:
                 out[name] = value
         return out
+
+
+class SubnetCosts:
+    """The predictors' view of a subnet's cost (``Space.with_features``): its weights, the bytes they
+    take at each slot's bits (with each block's hidden channels cut to its keep ratio) and its
+    multiply-adds at its resolution, in total and per stage, each as a share of the largest subnet's
+    at 32 bits; the share of block slots it runs; and, with bits, the share of its layers (stem,
+    blocks, head) at each bit width below the widest. A deployed model's size and much of its
+    accuracy and latency follow them, and no column per param says them: a block's cost is its
+    expand ratio times its kernel times its channels, counted only when its stage is deep enough
+    to run it, and a small quantized model's file is as much its layers' quantization nodes as its
+    weights. Reads ``<arch_prefix>.`` params and, in a joint space, ``<bits_prefix>.<slot>`` bits
+    (of ``bits``) and ``<keep_prefix>.<slot>`` keep ratios."""
+
+    def __init__(self, spec: Mapping[str, Any] = SPEC, arch_prefix: str = "", bits_prefix: str | None = None,
+                 keep_prefix: str | None = None, bits: tuple[int, ...] = ()):
+        self.spec = dict(spec)
+        self.arch_prefix, self.bits_prefix, self.keep_prefix = arch_prefix, bits_prefix, keep_prefix
+        self.levels = sorted(set(bits))[:-1] if bits_prefix else []   # the widest is what the others are not
+        largest = self._costs(extreme("max", self.spec), {}, {})
+        n_layers = len(slots(self.spec)) + 2
+        self.scale = np.maximum(np.concatenate([largest[: len(largest) - len(self.levels)],
+                                                np.full(len(self.levels), n_layers)]), 1.0)
+
+    def _costs(self, arch: Mapping[str, Any], bits: Mapping[str, float], keep: Mapping[str, float]) -> np.ndarray:
+        spec = self.spec
+        n_stages = len(spec["widths"])
+        size = -(-int(arch["res"]) // spec["stem_stride"])         # the stem's output side (padding 1)
+        weights = 9.0 * spec["stem"]
+        nbytes = weights * bits.get("stem", 32.0) / 8
+        macs = weights * size * size
+        stage_bytes, stage_macs = np.zeros(n_stages), np.zeros(n_stages)
+        active = set(active_slots(arch, spec))
+        for slot, cin, cout, stride in _blocks(spec):
+            if slot not in active:
+                continue
+            k = int(arch[f"{slot}.kernel"])
+            hidden = max(1, int(round(cin * int(arch[f"{slot}.expand"]) * keep.get(slot, 1.0))))
+            out = -(-size // stride)
+            w = cin * hidden + hidden * k * k + hidden * cout
+            m = cin * hidden * size * size + (hidden * k * k + hidden * cout) * out * out
+            stage = int(slot[1:slot.index("b")])
+            b = w * bits.get(slot, 32.0) / 8
+            weights, nbytes, macs = weights + w, nbytes + b, macs + m
+            stage_bytes[stage] += b
+            stage_macs[stage] += m
+            size = out
+        head = float(spec["widths"][-1] * spec["classes"] + spec["classes"])
+        weights, nbytes, macs = weights + head, nbytes + head * bits.get("head", 32.0) / 8, macs + head
+        layers = ["stem", *sorted(active), "head"]
+        at = [sum(bits.get(n, 32.0) == b for n in layers) for b in self.levels]
+        return np.concatenate([[weights, nbytes, macs], stage_bytes, stage_macs, [len(active)], at])
+
+    def __call__(self, configs: list[Config]) -> np.ndarray:
+        rows = []
+        names = ["stem", *slots(self.spec), "head"]
+        for c in configs:
+            arch = Space.split(c, self.arch_prefix) if self.arch_prefix else c
+            bits = {n: float(c[f"{self.bits_prefix}.{n}"]) for n in names} if self.bits_prefix else {}
+            keep = {n: float(c[f"{self.keep_prefix}.{n}"]) for n in slots(self.spec)} if self.keep_prefix else {}
+            rows.append(self._costs(arch, bits, keep))
+        return np.array(rows, dtype=float).reshape(len(configs), -1) / self.scale
 
 
 def active_slots(config: Mapping[str, Any], spec: Mapping[str, Any] = SPEC) -> list[str]:

@@ -7,8 +7,9 @@ them (``Space.with_features``: depths and paths in a cell) — and fills the bat
 arms:
 
 - ``model``: the whole space (enumerated when small enough, else NSGA-II run on the
-  predictors), ranked by expected hypervolume improvement (EHVI) under the predictors' mean and
-  std, picked greedily with a believed front so the batch spreads out;
+  predictors, started from the current front), ranked by expected hypervolume improvement (EHVI)
+  under the predictors' mean and std, picked greedily with a believed front so the batch spreads
+  out: the front plus every pick made so far in the batch, the other arms' included;
 - ``local``: the same EHVI over the neighbours of the current front (one or two changed genes),
   where predictors are most trusted and NAS tables reward small steps;
 - ``inner``: the inner algorithm's own proposals, untouched by the predictors, so a predictor
@@ -313,11 +314,13 @@ class Predictive(Algorithm):
         return self._grid.configs(rows), self._grid.features(rows)
 
     def _inner_search(self, models) -> list:
-        """NSGA-II on the predictors' optimistic values; its whole archive is the candidate pool."""
+        """NSGA-II on the predictors' optimistic values, its first population the evaluated front (the
+        rest random), so it refines around what is known to be good; its whole archive is the pool."""
         from .pymoo import NSGA2
 
         inner = NSGA2(pop_size=100)
-        inner.setup(self.space, self.n_objectives, 0, int(self.rng.integers(2**31)), budget=None)
+        front = [self.history.configs[i] for i in self.history.front_index()][:100]
+        inner.setup(self.space, self.n_objectives, 0, int(self.rng.integers(2**31)), budget=None, initial=front)
         pool: dict[str, dict] = {}
         for _ in range(max(2, self.inner_evals // 100)):
             batch = inner.ask(100)
@@ -348,6 +351,8 @@ class Predictive(Algorithm):
         ok = self.history.ok()
         seen_pts = Y[ok]
         front_pts = Y[good] if good.any() else np.zeros((0, self.n_objectives))
+        if out:  # this batch's picks by the other arms, at their predicted means: this arm spreads away from them
+            front_pts = np.vstack([front_pts, self._predict(models, self._features(out))[0]])
         # scaled by everything evaluated, so the reference point lies beyond the worst seen values and
         # extending the front at its ends counts, as it does for the real hypervolume
         lo = np.minimum(seen_pts.min(axis=0), mu.min(axis=0))
