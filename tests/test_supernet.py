@@ -119,11 +119,14 @@ def test_the_predictors_see_each_subnets_cost_and_it_follows_the_deployed_size(s
     f = costs([big, fewer_bits, fewer_channels])
     assert f[1, 1] < f[0, 1] and f[1, 0] == f[0, 0]                 # bits cut the bytes, not the weights
     assert f[2, 0] < f[0, 0] and f[2, 2] < f[0, 2]                  # pruning cuts weights and MACs
-    # a plain linear fit on them ranks the deployed ONNX files of subnets it never saw
+    # a plain linear fit on three of them (bytes, blocks run, layers at 8 bits) ranks the deployed ONNX
+    # files of subnets it never saw
     front = to.search(wl, {"accuracy": "maximize", "size_mb": "minimize"}, budget=20, algorithm="random", seed=0,
                       tracking=None)
     trials = [t for t in front.trials if t.ok][:20]
     size = np.array([t.metrics["size_bytes"] for t in trials])
-    X = np.c_[np.ones(len(trials)), costs([t.config for t in trials])]
+    F = costs([t.config for t in trials])
+    X = np.c_[np.ones(len(trials)), F[:, 1], F[:, -2], F[:, -1]]
     coef = np.linalg.lstsq(X[:12], size[:12], rcond=None)[0]
-    assert kendalltau(X[12:] @ coef, size[12:])[0] >= 0.7
+    tau = kendalltau(X[12:] @ coef, size[12:])[0]
+    assert tau >= 0.7, tau
