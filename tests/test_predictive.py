@@ -465,6 +465,37 @@ def test_every_registered_predictor_learns_a_ranking(name):
     assert mean.shape == (5,) and std.shape == (5,) and np.all(np.isfinite(std))
 
 
+def test_a_search_given_an_algorithm_object_is_rebuilt_from_its_log_with_that_objects_options(tmp_path):
+    """Resumed with no checkpoint, a search whose algorithm was given as an object (here local search in
+    batches of 3, not its default 10) is replayed with that object, not with the algorithm's defaults, so it
+    asks what the run not killed asked. Before, the replay asked batches of 10 and lost step after the first."""
+    from tradeoff.engine.study import load_trials
+
+    space, evaluate = _table()
+    objectives = {"acc": "maximize", "cost": "minimize"}
+    kw = dict(budget=30, seed=0, tracking=None, progress=False)
+    ref = tradeoff.search(space, objectives, evaluate, algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
+    calls = []
+
+    def killed(c):
+        calls.append(1)
+        if len(calls) == 17:
+            raise KeyboardInterrupt
+        return evaluate(c)
+
+    with pytest.raises(KeyboardInterrupt):
+        tradeoff.search(space, objectives, killed, algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if len(load_trials(p)) == 16)
+    for f in ("state.pkl", "state.pkl.prev"):
+        (run_dir / f).unlink(missing_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # "reproduced 10 of 16 trials" was the symptom
+        front = tradeoff.search(space, objectives, evaluate, resume=run_dir.name,
+                                algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
+    assert [t.key for t in front.trials] == [t.key for t in ref.trials]
+    assert [n for n in np.bincount([t.batch for t in front.trials]).tolist() if n] == [3] * 10
+
+
 def test_predictive_on_an_enumerable_space_resumes_from_a_pickle_and_never_repeats():
     """The candidate pool of an enumerable space (Int, Mask, Choice) is dropped from the pickle and
     rebuilt from every config asked or told."""

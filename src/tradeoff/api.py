@@ -74,8 +74,10 @@ def search(
     space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     tracker = make_tracker(tracking, name)
     if resume:
+        # an algorithm given as an object is the one to rebuild from the trial log when the checkpoint is
+        # gone (a name is rebuilt from the options the run recorded)
         study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress,
-                             baselines=baselines)
+                             baselines=baselines, algorithm=algorithm if isinstance(algorithm, Algorithm) else None)
         return _warn_failures(_run(study))
     spec = StudySpec(
         objectives=parse_objectives(objectives),
