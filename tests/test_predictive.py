@@ -496,6 +496,50 @@ def test_a_search_given_an_algorithm_object_is_rebuilt_from_its_log_with_that_ob
     assert [n for n in np.bincount([t.batch for t in front.trials]).tolist() if n] == [3] * 10
 
 
+def test_a_search_with_baselines_rebuilt_from_its_log_counts_no_baseline_as_lost(tmp_path):
+    """A workload's baselines are evaluated before the first ask and never told to the algorithm, so the
+    replay has nothing to reproduce for them: resumed with no checkpoint, it reproduces every searched trial
+    and warns of none lost (before: "reproduced 12 of 14 trials; ... without the other 2"), and no trial, a
+    baseline or a searched one, is evaluated again."""
+    from tradeoff.engine.study import load_trials
+    from tradeoff.workloads import Workload
+
+    space, evaluate = _table()
+    base = {"cheap": {"link": "chain", **{f"op{i}": "skip" for i in range(4)}},
+            "rich": {"link": "chain", **{f"op{i}": "attn" for i in range(4)}}}
+    objectives = {"acc": "maximize", "cost": "minimize"}
+    kw = dict(budget=24, seed=0, tracking=None, progress=False)
+    ref = tradeoff.search(Workload("t", space, evaluate, baselines=base), objectives,
+                          algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
+    calls = []
+
+    def killed(c):
+        calls.append(1)
+        if len(calls) == 15:   # after the 2 baselines and 4 batches of 3
+            raise KeyboardInterrupt
+        return evaluate(c)
+
+    with pytest.raises(KeyboardInterrupt):
+        tradeoff.search(Workload("t", space, killed, baselines=base), objectives,
+                        algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if len(load_trials(p)) == 14)
+    for f in ("state.pkl", "state.pkl.prev"):
+        (run_dir / f).unlink(missing_ok=True)
+    seen = []
+
+    def counted(c):
+        seen.append(space.key(c))
+        return evaluate(c)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        front = tradeoff.search(Workload("t", space, counted, baselines=base), objectives, resume=run_dir.name,
+                                algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
+    assert [t.key for t in front.trials] == [t.key for t in ref.trials]
+    logged = {t.key for t in front.trials[:14]}   # the baselines and the 4 batches before the kill
+    assert len(seen) == 12 and set(seen) <= {t.key for t in front.trials} and not set(seen) & logged
+
+
 def test_predictive_on_an_enumerable_space_resumes_from_a_pickle_and_never_repeats():
     """The candidate pool of an enumerable space (Int, Mask, Choice) is dropped from the pickle and
     rebuilt from every config asked or told."""

@@ -65,8 +65,9 @@ def replay(algorithm: Algorithm, space: Space, cache: dict[str, Trial], batch: i
         idle = idle + 1 if set(keys) <= seen else 0
         seen.update(keys)
         batches += 1
-    missed = len(set(cache) - seen - {space.key(c) for c in pending})
+    asked = set(cache) - (baselines - seen)   # a baseline is the algorithm's only when it asked for it (seeded)
+    missed = len(asked - seen - {space.key(c) for c in pending})
     if missed:
-        warnings.warn(f"rebuilding {algorithm.name} from the trial log reproduced {len(seen)} of {len(cache)} trials; "
+        warnings.warn(f"rebuilding {algorithm.name} from the trial log reproduced {len(seen)} of {len(asked)} trials; "
                       f"it goes on without the other {missed} (they stay in the front)", stacklevel=2)
     return Replayed(batches, len(seen), pending, missed, stand_ins if pending else {})
