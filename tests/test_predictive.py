@@ -296,34 +296,42 @@ def test_a_config_the_table_lacks_is_answered_by_its_nearest_row_and_the_trial_s
     assert tradeoff.Trial.from_json(stand_in.to_json()).stands_in_for == stand_in.stands_in_for
 
 
+def _killed_without_checkpoint(tmp_path, run, evaluate, at: int) -> str:
+    """``run(evaluate)`` with an evaluate that is interrupted (Ctrl-C) on its ``at``-th call, then the run's
+    checkpoint deleted, so a resume must rebuild the algorithm from the trial log; returns the run id."""
+    from tradeoff.engine.study import load_trials
+
+    calls = []
+
+    def killed(c):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return evaluate(c)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(killed)
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if len(load_trials(p)) == at - 1)
+    for f in ("state.pkl", "state.pkl.prev"):
+        (run_dir / f).unlink(missing_ok=True)
+    return run_dir.name
+
+
 @pytest.mark.parametrize("algorithm,kill_at", [("motpe", 1), ("nsga2", 7)])
 def test_a_search_rebuilt_from_its_log_asks_the_stand_ins_the_interrupted_one_asked(tmp_path, algorithm, kill_at):
     """No checkpoint: the algorithm is replayed from the trial log. Its asks for a config the table lacks
     are mapped to the rows the interrupted run evaluated, so the replay reproduces every trial, and a
     stand-in not yet evaluated at the kill is evaluated (as its row, and marked) after the resume."""
-    from tradeoff.engine.study import load_trials
-
     wl, lacking, held = _sparse_table()
     kw = dict(budget=16, algorithm=algorithm, seed=0, tracking=None, initial=[lacking, held], batch_size=4,
               progress=False)
     objectives = {"acc": "maximize", "cost": "minimize"}
     ref = tradeoff.search(wl.space, objectives, wl.evaluate, **kw)
-    calls = []
-
-    def killed(c):
-        calls.append(1)
-        if len(calls) == kill_at:
-            raise KeyboardInterrupt
-        return wl.evaluate(c)
-
-    with pytest.raises(KeyboardInterrupt):
-        tradeoff.search(wl.space, objectives, killed, **kw)
-    run_dir = next(p for p in (tmp_path / "runs").iterdir() if len(load_trials(p)) == kill_at - 1)
-    for f in ("state.pkl", "state.pkl.prev"):
-        (run_dir / f).unlink(missing_ok=True)
+    run_id = _killed_without_checkpoint(tmp_path, lambda ev: tradeoff.search(wl.space, objectives, ev, **kw),
+                                        wl.evaluate, kill_at)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "reproduced 0 of N trials" was the symptom
-        front = tradeoff.search(wl.space, objectives, wl.evaluate, resume=run_dir.name, **kw)
+        front = tradeoff.search(wl.space, objectives, wl.evaluate, resume=run_id, **kw)
     assert [t.key for t in front.trials] == [t.key for t in ref.trials]
     assert all(t.ok for t in front.trials)
     assert [t.stands_in_for for t in front.trials if t.stands_in_for] == [wl.space.to_json(lacking)]
@@ -469,29 +477,16 @@ def test_a_search_given_an_algorithm_object_is_rebuilt_from_its_log_with_that_ob
     """Resumed with no checkpoint, a search whose algorithm was given as an object (here local search in
     batches of 3, not its default 10) is replayed with that object, not with the algorithm's defaults, so it
     asks what the run not killed asked. Before, the replay asked batches of 10 and lost step after the first."""
-    from tradeoff.engine.study import load_trials
-
     space, evaluate = _table()
     objectives = {"acc": "maximize", "cost": "minimize"}
     kw = dict(budget=30, seed=0, tracking=None, progress=False)
-    ref = tradeoff.search(space, objectives, evaluate, algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
-    calls = []
-
-    def killed(c):
-        calls.append(1)
-        if len(calls) == 17:
-            raise KeyboardInterrupt
-        return evaluate(c)
-
-    with pytest.raises(KeyboardInterrupt):
-        tradeoff.search(space, objectives, killed, algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
-    run_dir = next(p for p in (tmp_path / "runs").iterdir() if len(load_trials(p)) == 16)
-    for f in ("state.pkl", "state.pkl.prev"):
-        (run_dir / f).unlink(missing_ok=True)
+    local3 = lambda: tradeoff.make_algorithm("local", batch_size=3)  # noqa: E731
+    ref = tradeoff.search(space, objectives, evaluate, algorithm=local3(), **kw)
+    run_id = _killed_without_checkpoint(
+        tmp_path, lambda ev: tradeoff.search(space, objectives, ev, algorithm=local3(), **kw), evaluate, 17)
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # "reproduced 10 of 16 trials" was the symptom
-        front = tradeoff.search(space, objectives, evaluate, resume=run_dir.name,
-                                algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
+        front = tradeoff.search(space, objectives, evaluate, resume=run_id, algorithm=local3(), **kw)
     assert [t.key for t in front.trials] == [t.key for t in ref.trials]
     assert [n for n in np.bincount([t.batch for t in front.trials]).tolist() if n] == [3] * 10
 
@@ -501,7 +496,6 @@ def test_a_search_with_baselines_rebuilt_from_its_log_counts_no_baseline_as_lost
     replay has nothing to reproduce for them: resumed with no checkpoint, it reproduces every searched trial
     and warns of none lost (before: "reproduced 12 of 14 trials; ... without the other 2"), and no trial, a
     baseline or a searched one, is evaluated again."""
-    from tradeoff.engine.study import load_trials
     from tradeoff.workloads import Workload
 
     space, evaluate = _table()
@@ -509,22 +503,11 @@ def test_a_search_with_baselines_rebuilt_from_its_log_counts_no_baseline_as_lost
             "rich": {"link": "chain", **{f"op{i}": "attn" for i in range(4)}}}
     objectives = {"acc": "maximize", "cost": "minimize"}
     kw = dict(budget=24, seed=0, tracking=None, progress=False)
-    ref = tradeoff.search(Workload("t", space, evaluate, baselines=base), objectives,
-                          algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
-    calls = []
-
-    def killed(c):
-        calls.append(1)
-        if len(calls) == 15:   # after the 2 baselines and 4 batches of 3
-            raise KeyboardInterrupt
-        return evaluate(c)
-
-    with pytest.raises(KeyboardInterrupt):
-        tradeoff.search(Workload("t", space, killed, baselines=base), objectives,
-                        algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
-    run_dir = next(p for p in (tmp_path / "runs").iterdir() if len(load_trials(p)) == 14)
-    for f in ("state.pkl", "state.pkl.prev"):
-        (run_dir / f).unlink(missing_ok=True)
+    local3 = lambda: tradeoff.make_algorithm("local", batch_size=3)  # noqa: E731
+    ref = tradeoff.search(Workload("t", space, evaluate, baselines=base), objectives, algorithm=local3(), **kw)
+    run_id = _killed_without_checkpoint(   # after the 2 baselines and 4 batches of 3
+        tmp_path, lambda ev: tradeoff.search(Workload("t", space, ev, baselines=base), objectives,
+                                             algorithm=local3(), **kw), evaluate, 15)
     seen = []
 
     def counted(c):
@@ -533,8 +516,8 @@ def test_a_search_with_baselines_rebuilt_from_its_log_counts_no_baseline_as_lost
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        front = tradeoff.search(Workload("t", space, counted, baselines=base), objectives, resume=run_dir.name,
-                                algorithm=tradeoff.make_algorithm("local", batch_size=3), **kw)
+        front = tradeoff.search(Workload("t", space, counted, baselines=base), objectives, resume=run_id,
+                                algorithm=local3(), **kw)
     assert [t.key for t in front.trials] == [t.key for t in ref.trials]
     logged = {t.key for t in front.trials[:14]}   # the baselines and the 4 batches before the kill
     assert len(seen) == 12 and set(seen) <= {t.key for t in front.trials} and not set(seen) & logged
