@@ -94,7 +94,17 @@ def test_schema_errors_name_the_field_and_what_is_allowed(changes, message):
     ({"objectives": {"f1": "minimize", "latency_ms": "minimize"}},
      "objectives.latency_ms: 'latency_ms' is not a metric of zdt1 (f1, f2)"),
     ({"constraints": {"acc": ">= 0.9"}}, "constraints.acc: 'acc' is not a metric of zdt1"),
-    ({"workload": {"name": "zdt1", "n_vars": 3}}, "workload: zdt1: "),
+    ({"workload": {"name": "zdt1", "n_vars": 3}},
+     "workload: workload zdt1 has no option 'n_vars' (did you mean 'n_var'?); its options: n_var, n_obj"),
+    ({"workload": {"name": "zdt1", "n_var": -1}},
+     "workload: n_var: -1 is not allowed; zdt1 takes a whole number of variables, 2 or more"),
+    ({"workload": {"name": "zdt1", "n_obj": 3}}, "workload: n_obj: zdt1 has 2 objectives"),
+    ({"workload": {"name": "dtlz2", "n_obj": 1}},
+     "workload: n_obj: 1 is not allowed; dtlz2 takes a whole number of objectives, 2 or more"),
+    ({"workload": {"name": "dtlz2", "n_var": 2}},
+     "workload: n_var: 2 is not allowed; dtlz2 with 3 objectives takes a whole number of variables, 3 or more"),
+    ({"workload": {"name": "nasbench_graph", "dataset": "coraa"}},
+     "workload: dataset 'coraa' is not one of arxiv, citeseer, computers, cora, cs, photo, physics, proteins, pubmed"),
     ({"workload": {"name": "python: nomodule_here.x:make"}}, "workload: No module named 'nomodule_here' for 'nomodule_here.x:make' (searched the recipe's folder"),
     ({"space": {"a": [1, 2]}}, "space: workload 'zdt1' has a fixed space"),
     ({"search__initial": [{"x0": 0.5, "x1": 0.5, "x2": 7}]}, "search.initial.0: x2: 7.0 is not in reals 0.0..1.0"),
@@ -107,6 +117,14 @@ def test_workload_level_errors(changes, message):
     with pytest.raises(RecipeError) as e:
         build_workload(recipe)
     assert message in str(e.value)
+
+
+def test_a_bad_supernet_option_is_refused_before_the_supernet_is_trained(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADEOFF_MODELS", str(tmp_path / "models"))
+    recipe, _ = load_recipe(bad(workload={"name": "supernet", "finetune_steps": -2}))
+    with pytest.raises(RecipeError, match="workload: finetune_steps: -2 is negative; allowed: 0 or more steps"):
+        build_workload(recipe)
+    assert not (tmp_path / "models").exists()   # no supernet trained and cached first
 
 
 def test_overrides_and_yaml_errors(tmp_path):

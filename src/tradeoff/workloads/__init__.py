@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.options import check_options, named_parameters
 from ..core.registry import Registry, import_from
 from ..spaces.space import Config, Space
 
@@ -63,4 +64,13 @@ def make_workload(name: str, **options: Any) -> Workload:
         if not isinstance(wl, Workload):
             raise TypeError(f"{target} returned {type(wl).__name__}, not a tradeoff Workload")
         return wl
-    return WORKLOADS.get(name, " (or python: module:function)")(**options)
+    factory = WORKLOADS.get(name, " (or python: module:function)")
+    if not _takes_any_keyword(factory):  # a misspelt option is named with the ones allowed
+        check_options(f"workload {name}", options, named_parameters(factory))
+    return factory(**options)
+
+
+def _takes_any_keyword(f: Callable[..., Any]) -> bool:
+    import inspect
+
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(f).parameters.values())

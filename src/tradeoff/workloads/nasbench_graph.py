@@ -20,6 +20,15 @@ NOT_PASSING = ("fc", "skip")   # operations that pass no messages along the grap
 DIRECTIONS = {"accuracy": "maximize", "test_accuracy": "maximize", "latency_ms": "minimize", "params_m": "minimize"}
 
 
+def nasbench_graph_datasets() -> list[str]:
+    """The datasets whose tables ship with the installed package."""
+    from pathlib import Path
+
+    import nas_bench_graph
+
+    return sorted(f.stem for f in (Path(nas_bench_graph.__file__).parent / "light").glob("*.bench"))
+
+
 @lru_cache(maxsize=4)
 def nasbench_graph_frame(dataset: str = "cora"):
     """One row per raw configuration of the benchmark's search space for ``dataset``."""
@@ -27,6 +36,8 @@ def nasbench_graph_frame(dataset: str = "cora"):
     from nas_bench_graph import Arch, light_read
     from nas_bench_graph.architecture import gnn_list, gnn_list_proteins, link_list
 
+    if dataset not in nasbench_graph_datasets():
+        raise ValueError(f"dataset {dataset!r} is not one of {', '.join(nasbench_graph_datasets())}")
     bench = light_read(dataset)
     ops = gnn_list_proteins if dataset == "proteins" else gnn_list
     rows = []

@@ -29,8 +29,7 @@ def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]
     from ..evaluators.accuracy import Accuracy
     from .compression import record_metrics
 
-    if int(finetune_steps) < 0:
-        raise ValueError(f"finetune_steps: {finetune_steps} is negative; allowed: 0 or more steps")
+    _check_finetune(finetune_steps)
     spec = sup.spec
     arch = sup.space
     parts: dict[str, Space] = {"arch": arch}
@@ -163,13 +162,19 @@ def _quantize(blob: bytes, bits: Mapping[str, int], calib: np.ndarray) -> tuple[
     return out, {k: v for k, v in rec.items() if k != "runs"}
 
 
+def _check_finetune(steps: int) -> None:
+    if int(steps) < 0:
+        raise ValueError(f"finetune_steps: {steps} is negative; allowed: 0 or more steps")
+
+
 @register_workload("supernet")
 def supernet(bits: Sequence[int] | None = None, keep: Sequence[float] | None = None, finetune_steps: int = 0,
                   train_steps: int = 400, seed: int = 0) -> Workload:
     """The digits supernet (trained once, cached): arch search, or joint with ``bits`` and/or ``keep``."""
     if int(train_steps) < 1:
         raise ValueError(f"train_steps: {train_steps}; allowed: 1 or more sandwich steps")
-    slot_spaces(SPEC, bits, keep)   # bad bits or keep are refused before any training
+    slot_spaces(SPEC, bits, keep)   # bad bits, keep or steps are refused before any training
+    _check_finetune(finetune_steps)
     sup, info = load_supernet(int(train_steps), seed, SPEC)
     data = info.pop("data")
     return supernet_workload(sup, data, bits, keep, finetune_steps, name="supernet:digits", info=info)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ..spaces.params import Float, Mask
@@ -11,9 +13,31 @@ from . import Workload, register_workload
 _DENSE = {"zdt": 5000, "dtlz": 40}
 
 
+def _check(name: str, n_var: int | None, n_obj: int | None) -> None:
+    """Sizes pymoo would take and then fail on (or quietly mis-shape), refused with what is allowed."""
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if name.startswith("zdt"):
+        if n_obj is not None:
+            raise ValueError(f"n_obj: {name} has 2 objectives; n_obj is an option of the DTLZ problems")
+        if name == "zdt5" and n_var is not None:
+            raise ValueError("n_var: zdt5 has a fixed genome of 80 bits; leave n_var out")
+        if n_var is not None and (not whole(n_var) or n_var < 2):
+            raise ValueError(f"n_var: {n_var!r} is not allowed; {name} takes a whole number of variables, 2 or more")
+        return
+    if n_obj is not None and (not whole(n_obj) or n_obj < 2):
+        raise ValueError(f"n_obj: {n_obj!r} is not allowed; {name} takes a whole number of objectives, 2 or more")
+    m = n_obj or 3
+    if n_var is not None and (not whole(n_var) or n_var < m):
+        raise ValueError(f"n_var: {n_var!r} is not allowed; {name} with {m} objectives takes a whole number of "
+                         f"variables, {m} or more")
+
+
 def _problem(name: str, n_var: int | None, n_obj: int | None):
     from pymoo.problems import get_problem
 
+    _check(name, n_var, n_obj)
     kw = {}
     if n_var is not None:
         kw["n_var"] = n_var
@@ -64,4 +88,4 @@ def make_problem(name: str, n_var: int | None = None, n_obj: int | None = None) 
 
 
 for _n in ["zdt1", "zdt2", "zdt3", "zdt4", "zdt5", "zdt6", "dtlz1", "dtlz2", "dtlz3", "dtlz4"]:
-    register_workload(_n)(lambda n_var=None, n_obj=None, _n=_n: make_problem(_n, n_var, n_obj))
+    register_workload(_n)(partial(make_problem, _n))

@@ -1,0 +1,36 @@
+"""Options given by name: which a callable takes, and a clear refusal of one it does not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def named_parameters(f: Any, skip: tuple[str, ...] = ()) -> list[str]:
+    """The keyword parameters ``f`` takes by name: a class's ``__init__``, and its bases' for as long
+    as each passes ``**kwargs`` on (as pymoo's algorithms do)."""
+    import inspect
+
+    chain = [c.__init__ for c in inspect.getmro(f) if "__init__" in vars(c)] if inspect.isclass(f) else [f]
+    names: list[str] = []
+    for g in chain:
+        try:
+            params = inspect.signature(g).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names += [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                  and p.name not in ("self", *skip) and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def check_options(name: str, options: dict[str, Any], allowed: list[str]) -> None:
+    """An unknown option names the ones that are allowed (and the nearest, for a typo)."""
+    import difflib
+
+    allowed = list(dict.fromkeys(allowed))
+    for key in options:
+        if key not in allowed:
+            near = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"{name} has no option {key!r}{hint}; its options: {', '.join(allowed) or 'none'}")
