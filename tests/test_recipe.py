@@ -119,12 +119,25 @@ def test_workload_level_errors(changes, message):
     assert message in str(e.value)
 
 
-def test_a_bad_supernet_option_is_refused_before_the_supernet_is_trained(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workload,message", [
+    ({"name": "supernet", "finetune_steps": -2}, "finetune_steps: -2 is negative; allowed: 0 or more steps"),
+    ({"name": "supernet", "seed": -1}, "seed: -1 is not allowed; a random seed, a whole number of at least 0"),
+    ({"name": "compression", "bits": [3, 8]}, "bits: [3] not supported; allowed: 4, 8, 16, 32"),
+    ({"name": "compression", "keep": [0.5, 2]}, "keep: [2.0] outside (0, 1]"),
+    ({"name": "compression", "size_budget": 0.3},
+     "size_budget: 0.3 is below what 4-bit weights reach (0.5 of the int8 weights' bytes); allowed: 0.5 or more"),
+    ({"name": "caching", "steps": 1}, "steps: 1 is not allowed; caching needs denoising steps to reuse across, "
+                                      "a whole number of at least 2"),
+    ({"name": "timm_family", "hw": 0}, "hw: 0 is not allowed; the digits image side (they are 8 x 8)"),
+    ({"name": "timm_family", "lr": -0.1}, "lr: -0.1 is not allowed; a learning rate, a number above 0"),
+])
+def test_a_bad_model_option_is_refused_before_any_model_is_trained(workload, message, tmp_path, monkeypatch):
     monkeypatch.setenv("TRADEOFF_MODELS", str(tmp_path / "models"))
-    recipe, _ = load_recipe(bad(workload={"name": "supernet", "finetune_steps": -2}))
-    with pytest.raises(RecipeError, match="workload: finetune_steps: -2 is negative; allowed: 0 or more steps"):
+    recipe, _ = load_recipe(bad(workload=workload))
+    with pytest.raises(RecipeError) as e:
         build_workload(recipe)
-    assert not (tmp_path / "models").exists()   # no supernet trained and cached first
+    assert f"workload: {message}" in str(e.value)
+    assert not (tmp_path / "models").exists()   # nothing trained and cached first
 
 
 def test_overrides_and_yaml_errors(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -34,3 +35,18 @@ def check_options(name: str, options: dict[str, Any], allowed: list[str]) -> Non
             near = difflib.get_close_matches(key, allowed, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise ValueError(f"{name} has no option {key!r}{hint}; its options: {', '.join(allowed) or 'none'}")
+
+
+def check_whole(name: str, value: Any, least: int, what: str) -> int:
+    """``value`` as an int when it is a whole number of at least ``least``; else a ValueError that says so."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value) or value < least:
+        raise ValueError(f"{name}: {value!r} is not allowed; {what}, a whole number of at least {least}")
+    return int(value)
+
+
+def check_positive(name: str, value: Any, what: str) -> float:
+    """``value`` as a float when it is a number above 0; else a ValueError that says so."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not value > 0:
+        raise ValueError(f"{name}: {value!r} is not allowed; {what}, a number above 0")
+    return float(value)

@@ -16,16 +16,22 @@ from .params import Choice
 from .space import Config, Space
 
 
+def check_keep(keep: Sequence[float]) -> list[float]:
+    """The keep ratios, sorted and distinct; refused by name, before any model is built, outside (0, 1]."""
+    keep = sorted({float(k) for k in keep})
+    if not keep:
+        raise ValueError("keep: give at least one ratio in (0, 1]")
+    bad = [k for k in keep if not 0 < k <= 1]
+    if bad:
+        raise ValueError(f"keep: {bad} outside (0, 1]; a keep ratio is the fraction of channels kept")
+    return keep
+
+
 class PruneSpace(Space):
     """Keep ratio per group; ``channels`` is each group's channel count before pruning."""
 
     def __init__(self, channels: Mapping[str, int], keep: Sequence[float], ignored: Sequence[str] = ()):
-        keep = sorted({float(k) for k in keep})
-        if not keep:
-            raise ValueError("keep: give at least one ratio in (0, 1]")
-        bad = [k for k in keep if not 0 < k <= 1]
-        if bad:
-            raise ValueError(f"keep: {bad} outside (0, 1]; a keep ratio is the fraction of channels kept")
+        keep = check_keep(keep)
         for name, c in sorted(channels.items(), key=lambda kv: kv[1]):   # the narrowest layer first
             if round(min(keep) * c) < 1:
                 raise ValueError(f"keep: {min(keep):g} leaves 0 of the {c} channels of {name}; "

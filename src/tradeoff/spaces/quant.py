@@ -77,16 +77,21 @@ def quant_layers(onnx_bytes: bytes) -> dict[str, str]:
     return out
 
 
+def check_bits(bits: Sequence[int], act_bits: Sequence[int] | None = None) -> None:
+    """Refuse bit-widths the quantizer cannot make, by name, before any model is built."""
+    bad = sorted({int(b) for b in bits} - {4, 8, 16, 32})
+    if bad:
+        raise ValueError(f"bits: {bad} not supported; allowed: 4, 8, 16, 32")
+    bad = sorted({int(b) for b in act_bits or ()} - {8, 32})
+    if bad:
+        raise ValueError(f"act_bits: {bad} not supported; allowed: 8 (int8 activations), 32 (float)")
+
+
 class QuantSpace(Space):
     """Bits per layer; ``nodes`` maps each param to the ONNX node it sets."""
 
     def __init__(self, nodes: Mapping[str, str], bits: Sequence[int], act_bits: Sequence[int] | None = None):
-        bad = sorted({int(b) for b in bits} - {4, 8, 16, 32})
-        if bad:
-            raise ValueError(f"bits: {bad} not supported; allowed: 4, 8, 16, 32")
-        bad = sorted({int(b) for b in act_bits or ()} - {8, 32})
-        if bad:
-            raise ValueError(f"act_bits: {bad} not supported; allowed: 8 (int8 activations), 32 (float)")
+        check_bits(bits, act_bits)
         params: dict[str, Bits] = {}
         for name in nodes:
             params[name] = Bits(bits)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.options import check_whole
 from ..core.registry import import_from
 from ..core.trial import TrialError
 from ..spaces.cache import (
@@ -174,10 +175,12 @@ def make_caching_workload(pipeline: str = "tiny_pixart", prompts: Any = None, se
 
     ``threads``: torch's CPU threads (1 by default: small models lose more to thread hand-offs than they gain).
     """
+    check_whole("steps", steps, 2, "caching needs denoising steps to reuse across")   # before any training
+    check_whole("timing_repeats", timing_repeats, 1, "full-compute samplings timed")
     if threads:
         import torch
 
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(check_whole("threads", threads, 1, "torch's CPU threads"))
     if pipeline == "tiny_pixart":
         from .tiny_pixart import BedSpec, digits, load_test_bed
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.options import check_positive, check_whole
 from ..spaces.space import Config, Space
 from . import Workload, evaluate_on_artifact, register_workload
 
@@ -26,6 +27,28 @@ PRUNED_CACHE = 8   # pruned + fine-tuned models kept, so a joint search re-quant
 
 def _as_tuple(x) -> tuple:
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def check_compression(bits, keep, finetune_steps, finetune_lr, size_budget, act_bits) -> None:
+    """The options of a compression workload, refused by name before any model is loaded or trained."""
+    from ..spaces.prune import check_keep
+    from ..spaces.quant import check_bits
+
+    if not bits and not keep:
+        raise ValueError("bits, keep: give bit-widths to quantize and/or keep ratios to prune")
+    if bits:
+        check_bits(bits, act_bits)
+        check_positive("size_budget", size_budget, "a share of the int8 weights' bytes")
+        # the sensitivity baseline (with 4 and 8 bits) allocates within it: all-int4 is half the int8 bytes
+        if {4, 8} <= {int(b) for b in bits} and float(size_budget) < 0.5:
+            raise ValueError(f"size_budget: {size_budget} is below what 4-bit weights reach (0.5 of the int8 "
+                             f"weights' bytes); allowed: 0.5 or more")
+    if keep:
+        check_keep(keep)
+    if int(finetune_steps) < 0:
+        raise ValueError(f"finetune_steps: {finetune_steps} is negative; allowed: 0 or more steps")
+    if not float(finetune_lr) > 0:
+        raise ValueError(f"finetune_lr: {finetune_lr} is not a learning rate; allowed: a number above 0")
 
 
 def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib: np.ndarray | None = None,
@@ -50,14 +73,9 @@ def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib
     from ..spaces.prune import prune_space
     from ..spaces.quant import quant_space
 
-    if not bits and not keep:
-        raise ValueError("bits, keep: give bit-widths to quantize and/or keep ratios to prune")
+    check_compression(bits, keep, finetune_steps, finetune_lr, size_budget, act_bits)
     if finetune_steps and finetune is None:
         raise ValueError("finetune_steps: a recovery fine-tune needs finetune=(inputs, labels)")
-    if int(finetune_steps) < 0:
-        raise ValueError(f"finetune_steps: {finetune_steps} is negative; allowed: 0 or more steps")
-    if not float(finetune_lr) > 0:
-        raise ValueError(f"finetune_lr: {finetune_lr} is not a learning rate; allowed: a number above 0")
     model = model.eval()
     example_inputs = _as_tuple(example_inputs)
     x_val, y_val = (np.asarray(a) for a in val)
@@ -196,6 +214,8 @@ def make_compression(model: str = "digits_cnn", bits: Sequence[int] | None = (4,
     returning a ``TrainedModel`` (or a dict with model, example_inputs, val, and optionally train, calib)."""
     from .models import TrainedModel, load_model
 
+    check_compression(bits, keep, finetune_steps, finetune_lr, size_budget, act_bits)
+    check_whole("seed", seed, 0, "a random seed")
     if model.startswith("python:"):
         from ..core.registry import import_from
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.options import check_positive, check_whole
 from ..spaces.params import Choice
 from ..spaces.space import Config, Space
 from . import Workload, evaluate_on_artifact, register_workload
@@ -191,6 +192,10 @@ def timm_family(models: Mapping[str, Mapping[str, Any]] | None = None, steps: Se
     if early_stop is not None and not 0 < float(early_stop) < 1:
         raise ValueError(f"early_stop: {early_stop}; allowed: a fraction in (0, 1) of the best accuracy at a rung, "
                          f"or null")
+    check_whole("hw", hw, 8, "the digits image side (they are 8 x 8)")
+    check_whole("batch", batch, 1, "images per training step")
+    check_positive("lr", lr, "a learning rate")
+    check_whole("seed", seed, 0, "a random seed")
     data = digits_data(int(hw), seed=0)
     x, y, xv, yv = data["x"], data["y"], data["x_val"], data["y_val"]
     step_s = check_models(models, x, int(batch))

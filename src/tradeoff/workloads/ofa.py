@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.options import check_whole
 from ..spaces.params import Bits
 from ..spaces.space import Config, Space
 from . import Workload, evaluate_on_artifact, register_workload
@@ -173,8 +174,9 @@ def supernet(bits: Sequence[int] | None = None, keep: Sequence[float] | None = N
     """The digits supernet (trained once, cached): arch search, or joint with ``bits`` and/or ``keep``."""
     if int(train_steps) < 1:
         raise ValueError(f"train_steps: {train_steps}; allowed: 1 or more sandwich steps")
-    slot_spaces(SPEC, bits, keep)   # bad bits, keep or steps are refused before any training
+    slot_spaces(SPEC, bits, keep)   # bad bits, keep, steps or seed are refused before any training
     _check_finetune(finetune_steps)
+    check_whole("seed", seed, 0, "a random seed")
     sup, info = load_supernet(int(train_steps), seed, SPEC)
     data = info.pop("data")
     return supernet_workload(sup, data, bits, keep, finetune_steps, name="supernet:digits", info=info)
