@@ -142,7 +142,7 @@ def test_recovery_finetune_is_recorded_with_its_learning_rate(digits):
     assert got["finetune_steps"] == 3 and got["finetune_lr"] == 0.02 and got["params_kept"] < 0.5
     assert wl.info["finetune_lr"] == 0.02
     assert "finetune_lr" not in wl.evaluate(wl.space.validate({n: 1.0 for n in wl.space.names}))   # nothing pruned
-    with pytest.raises(ValueError, match=r"finetune_lr: 0 is not a learning rate"):
+    with pytest.raises(ValueError, match=r"finetune_lr: 0 is not allowed; the fine-tune's peak learning rate, a number above 0"):
         compression(model, x1, val=(d["x_val"], d["y_val"]), bits=None, keep=(0.5, 1.0),
                     finetune=(d["x"], d["y"]), finetune_steps=3, finetune_lr=0)
 

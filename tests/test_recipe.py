@@ -120,7 +120,8 @@ def test_workload_level_errors(changes, message):
 
 
 @pytest.mark.parametrize("workload,message", [
-    ({"name": "supernet", "finetune_steps": -2}, "finetune_steps: -2 is negative; allowed: 0 or more steps"),
+    ({"name": "supernet", "finetune_steps": -2},
+     "finetune_steps: -2 is not allowed; fine-tune steps per subnet, a whole number of at least 0"),
     ({"name": "supernet", "seed": -1}, "seed: -1 is not allowed; a random seed, a whole number of at least 0"),
     ({"name": "compression", "bits": [3, 8]}, "bits: [3] not supported; allowed: 4, 8, 16, 32"),
     ({"name": "compression", "keep": [0.5, 2]}, "keep: [2.0] outside (0, 1]"),

@@ -45,10 +45,8 @@ def check_compression(bits, keep, finetune_steps, finetune_lr, size_budget, act_
                              f"weights' bytes); allowed: 0.5 or more")
     if keep:
         check_keep(keep)
-    if int(finetune_steps) < 0:
-        raise ValueError(f"finetune_steps: {finetune_steps} is negative; allowed: 0 or more steps")
-    if not float(finetune_lr) > 0:
-        raise ValueError(f"finetune_lr: {finetune_lr} is not a learning rate; allowed: a number above 0")
+    check_whole("finetune_steps", finetune_steps, 0, "recovery fine-tune steps after pruning")
+    check_positive("finetune_lr", finetune_lr, "the fine-tune's peak learning rate")
 
 
 def compression(model, example_inputs, val: tuple[np.ndarray, np.ndarray], calib: np.ndarray | None = None,

@@ -30,7 +30,7 @@ def supernet_workload(sup: Supernet, data: Mapping[int, Mapping[str, np.ndarray]
     from ..evaluators.accuracy import Accuracy
     from .compression import record_metrics
 
-    _check_finetune(finetune_steps)
+    check_whole("finetune_steps", finetune_steps, 0, "fine-tune steps per subnet")
     spec = sup.spec
     arch = sup.space
     parts: dict[str, Space] = {"arch": arch}
@@ -163,11 +163,6 @@ def _quantize(blob: bytes, bits: Mapping[str, int], calib: np.ndarray) -> tuple[
     return out, {k: v for k, v in rec.items() if k != "runs"}
 
 
-def _check_finetune(steps: int) -> None:
-    if int(steps) < 0:
-        raise ValueError(f"finetune_steps: {steps} is negative; allowed: 0 or more steps")
-
-
 @register_workload("supernet")
 def supernet(bits: Sequence[int] | None = None, keep: Sequence[float] | None = None, finetune_steps: int = 0,
                   train_steps: int = 400, seed: int = 0) -> Workload:
@@ -175,7 +170,7 @@ def supernet(bits: Sequence[int] | None = None, keep: Sequence[float] | None = N
     if int(train_steps) < 1:
         raise ValueError(f"train_steps: {train_steps}; allowed: 1 or more sandwich steps")
     slot_spaces(SPEC, bits, keep)   # bad bits, keep, steps or seed are refused before any training
-    _check_finetune(finetune_steps)
+    check_whole("finetune_steps", finetune_steps, 0, "fine-tune steps per subnet")
     check_whole("seed", seed, 0, "a random seed")
     sup, info = load_supernet(int(train_steps), seed, SPEC)
     data = info.pop("data")
