@@ -50,6 +50,27 @@ def test_recipe_reference_point_must_name_each_objective():
         load_recipe({"name": "r", "workload": "zdt1", "objectives": OBJ, "reference_point": {"f1": 1.0}})
 
 
+@pytest.mark.parametrize("point,message", [
+    ({"f1": 1.0}, r"reference_point: give one value per objective \(f1, f2\), got f1"),
+    ({"f1": 1.0, "f3": 2.0}, r"reference_point: give one value per objective \(f1, f2\), got f1, f3"),
+    ({"f1": 1.0, "f2": float("nan")}, r"reference_point.f2: nan is not allowed; a finite number"),
+    ({"f1": 1.0, "f2": "far"}, r"reference_point.f2: 'far' is not allowed; a finite number"),
+])
+def test_the_python_api_refuses_a_reference_point_that_does_not_fit_the_objectives(point, message):
+    seen = []
+    with pytest.raises(ValueError, match=message):
+        tradeoff.search(SPACE, OBJ, lambda c: seen.append(c) or zdt_like(c), budget=4, algorithm="random",
+                        tracking=None, reference_point=point)
+    assert not seen   # refused before any trial ran
+
+
+def test_the_python_api_and_a_recipe_refuse_a_negative_seed():
+    with pytest.raises(ValueError, match="seed: -1 is not allowed; a random seed, a whole number of at least 0"):
+        tradeoff.search(SPACE, OBJ, zdt_like, budget=4, algorithm="random", tracking=None, seed=-1)
+    with pytest.raises(RecipeError, match="search.seed: Input should be greater than or equal to 0"):
+        load_recipe({"name": "r", "workload": "zdt1", "objectives": OBJ, "search": {"seed": -1}})
+
+
 def test_runs_of_one_experiment_share_a_reference_recorded_on_the_experiment(tmp_path):
     uri = f"sqlite:///{tmp_path}/shared.db"
     track = {"uri": uri, "experiment": "cmp"}

@@ -6,9 +6,11 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .core.options import check_whole
 from .engine.algorithms.base import Algorithm, make_algorithm
 from .engine.front import Front
 from .engine.objectives import parse_constraints, parse_objectives
+from .engine.reference import check_reference
 from .engine.study import Study, StudySpec
 from .spaces.space import Config, Space
 from .workloads import Workload
@@ -71,6 +73,7 @@ def search(
         raise ValueError(f"budget: a positive whole number of trials, got {budget!r}")
     if time_budget_s is not None and not time_budget_s > 0:
         raise ValueError(f"time_budget_s: a positive number of seconds, got {time_budget_s!r}")
+    seed = check_whole("seed", seed, 0, "a random seed")
     space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     tracker = make_tracker(tracking, name)
     if resume:
@@ -79,8 +82,11 @@ def search(
         study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress,
                              baselines=baselines, algorithm=algorithm if isinstance(algorithm, Algorithm) else None)
         return _warn_failures(_run(study))
+    parsed = parse_objectives(objectives)
+    if reference_point:
+        reference_point = check_reference(reference_point, [o.name for o in parsed])
     spec = StudySpec(
-        objectives=parse_objectives(objectives),
+        objectives=parsed,
         constraints=parse_constraints(constraints),
         algorithm=algorithm if isinstance(algorithm, str) else algorithm.name,
         budget=budget,

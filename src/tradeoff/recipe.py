@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from .engine.objectives import DIRECTIONS, parse_constraint
+from .engine.reference import check_reference
 from .spaces.space import SpaceError
 
 
@@ -42,7 +43,7 @@ class SearchCfg(_Strict):
     algorithm: str = "nsga2"
     budget: int | None = Field(100, gt=0)
     time_budget_s: float | None = Field(None, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     batch_size: int | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0)
     executor: Literal["local", "threads", "processes", "ray"] = "local"
@@ -116,9 +117,8 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _reference_names_the_objectives(self):
-        if self.reference_point is not None and set(self.reference_point) != set(self.objectives):
-            raise ValueError(f"reference_point: give one value per objective ({', '.join(self.objectives)}), "
-                             f"got {', '.join(self.reference_point) or 'none'}")
+        if self.reference_point is not None:
+            check_reference(self.reference_point, list(self.objectives))
         return self
 
     @field_validator("constraints")

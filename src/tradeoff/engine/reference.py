@@ -19,6 +19,22 @@ from .objectives import Objective
 DERIVED = "nadir of this run +10%"
 
 
+def check_reference(point: Mapping[str, float], names: Sequence[str]) -> dict[str, float]:
+    """A user's reference point as floats: one finite number per objective, refused by name otherwise."""
+    if set(point) != set(names):
+        raise ValueError(f"reference_point: give one value per objective ({', '.join(names)}), "
+                         f"got {', '.join(point) or 'none'}")
+    out = {}
+    for k, v in point.items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            out[k] = float("nan")
+        if isinstance(v, bool) or not np.isfinite(out[k]):
+            raise ValueError(f"reference_point.{k}: {v!r} is not allowed; a finite number")
+    return out
+
+
 def objectives_key(objectives: Sequence[Objective]) -> str:
     """The same objectives in the same directions give the same key (order does not matter)."""
     text = ",".join(sorted(f"{o.name}:{o.direction}" for o in objectives))
