@@ -6,6 +6,7 @@ from functools import partial
 
 import numpy as np
 
+from ..core.options import check_whole
 from ..spaces.params import Float, Mask
 from ..spaces.space import Space
 from . import Workload, register_workload
@@ -15,23 +16,17 @@ _DENSE = {"zdt": 5000, "dtlz": 40}
 
 def _check(name: str, n_var: int | None, n_obj: int | None) -> None:
     """Sizes pymoo would take and then fail on (or quietly mis-shape), refused with what is allowed."""
-    def whole(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
     if name.startswith("zdt"):
         if n_obj is not None:
             raise ValueError(f"n_obj: {name} has 2 objectives; n_obj is an option of the DTLZ problems")
         if name == "zdt5" and n_var is not None:
             raise ValueError("n_var: zdt5 has a fixed genome of 80 bits; leave n_var out")
-        if n_var is not None and (not whole(n_var) or n_var < 2):
-            raise ValueError(f"n_var: {n_var!r} is not allowed; {name} takes a whole number of variables, 2 or more")
+        if n_var is not None:
+            check_whole("n_var", n_var, 2, f"{name} takes a number of variables")
         return
-    if n_obj is not None and (not whole(n_obj) or n_obj < 2):
-        raise ValueError(f"n_obj: {n_obj!r} is not allowed; {name} takes a whole number of objectives, 2 or more")
-    m = n_obj or 3
-    if n_var is not None and (not whole(n_var) or n_var < m):
-        raise ValueError(f"n_var: {n_var!r} is not allowed; {name} with {m} objectives takes a whole number of "
-                         f"variables, {m} or more")
+    m = 3 if n_obj is None else check_whole("n_obj", n_obj, 2, f"{name} takes a number of objectives")
+    if n_var is not None:
+        check_whole("n_var", n_var, m, f"{name} with {m} objectives takes a number of variables")
 
 
 def _problem(name: str, n_var: int | None, n_obj: int | None):
