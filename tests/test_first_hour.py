@@ -111,6 +111,43 @@ def test_a_constraint_on_a_metric_never_returned_is_an_error(tmp_path, capsys, m
     assert "constraints.mem: the evaluator returned no 'mem'" in err and "Traceback" not in err
 
 
+def test_an_objective_the_evaluator_never_returns_stops_the_search_after_its_first_trials(tmp_path, capsys,
+                                                                                        monkeypatch):
+    calls = []
+
+    def ev(c):
+        calls.append(c)
+        return {"accuracy": c["a"] / 3, "latency": c["b"]}
+
+    with pytest.raises(ValueError, match=r"objectives.acc: the evaluator returned no 'acc' in any of its first 3 "
+                                         r"trials \(it returns accuracy, latency\); did you mean 'accuracy'\?"):
+        tradeoff.search(TINY, {"acc": "maximize", "latency": "minimize"}, ev, budget=6, batch_size=1,
+                        algorithm="random", tracking=None)
+    assert len(calls) == 3  # not the whole budget
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "accmod.py").write_text("def fn(c):\n    return {'loss': c['a']}\n")
+    r = _fn_recipe(tmp_path, "accmod:fn").read_text().replace("budget: 3", "budget: 3, batch_size: 1")
+    (tmp_path / "r.yaml").write_text(r.replace("{f: minimize}", "{los: minimize}"))
+    assert main(["run", str(tmp_path / "r.yaml"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "objectives.los: the evaluator returned no 'los'" in err and "did you mean 'loss'" in err
+    assert "Traceback" not in err
+
+
+def test_a_candidate_that_now_and_then_lacks_a_metric_is_a_failed_trial_and_the_search_goes_on():
+    seen = []
+
+    def ev(c):
+        seen.append(c)
+        return {"f1": c["a"], "f2": c["b"]} if len(seen) > 1 else {"note": 1.0}  # the first one fails
+
+    front = tradeoff.search(TINY, {"f1": "minimize", "f2": "minimize"}, ev, budget=5, batch_size=1,
+                            algorithm="random", tracking=None)
+    assert len(seen) == 5
+    failed = [t for t in front.trials if not t.ok]
+    assert len(failed) == 1 and "evaluator returned no 'f1' (got note)" in failed[0].reason
+
+
 @pytest.mark.parametrize("target, expected", [
     ("{runtime: ort, provider: cuda}", "targets.t.provider: 'cuda' is not in this onnxruntime build (available here: cpu"),
     ("{runtime: torch, device: cuda}", "targets.t.device: 'cuda' has no GPU on this machine (available here: cpu"),

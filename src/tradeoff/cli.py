@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .engine.objectives import ConstraintError
+from .engine.objectives import MetricNameError
 from .recipe import RecipeError, load_recipe
 
 # a file or pipe gets wide lines rather than rich's 80-column default
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         err_console.print(f"[bold red]error[/] {e}", highlight=False)
         return 2
-    except ConstraintError as e:
+    except MetricNameError as e:
         err_console.print(f"[bold red]error[/] {e}", highlight=False)
         return 2
     except KeyboardInterrupt as e:

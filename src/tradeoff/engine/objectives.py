@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import re
@@ -31,8 +32,34 @@ class Objective:
         return 1.0 if self.direction == "minimize" else -1.0
 
 
-class ConstraintError(ValueError):
+class MetricNameError(ValueError):
+    """An objective or constraint on a metric the evaluator never returns: a naming slip, not a bad candidate."""
+
+
+class ConstraintError(MetricNameError):
     """A constraint on a metric the evaluator never returns: every trial would be silently infeasible."""
+
+
+MISSING_METRIC_TRIALS = 3  # trials in a row, from the first, that return metrics but never an objective's
+
+
+def missing_objective_metric(objectives: list[Objective], returned: list[Mapping[str, float]]) -> str | None:
+    """The error when the first trials all returned metrics yet none returned an objective's, or None.
+
+    ``returned`` is every trial's metrics so far. A candidate may fail without its metric now and then;
+    an objective that none of the first ``MISSING_METRIC_TRIALS`` trials returned, while each returned
+    others, is a misnamed objective, and every further trial would fail the same way."""
+    if len(returned) < MISSING_METRIC_TRIALS or not all(returned[:MISSING_METRIC_TRIALS]):
+        return None
+    for o in objectives:
+        if not any(o.name in m for m in returned):
+            names = sorted({k for m in returned for k in m})
+            close = [n for n in names if n.lower().startswith(o.name.lower()) or o.name.lower().startswith(n.lower())] \
+                or difflib.get_close_matches(o.name, names, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else "name a metric it returns"
+            return (f"objectives.{o.name}: the evaluator returned no {o.name!r} in any of its first "
+                    f"{len(returned)} trials (it returns {', '.join(names)}); {hint}")
+    return None
 
 
 def missing_constraint_metrics(constraints: list[Constraint], metrics: Mapping[str, float]) -> str | None:

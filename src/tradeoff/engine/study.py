@@ -38,7 +38,17 @@ from .algorithms.base import Algorithm, make_algorithm
 from .checkpoint import load_local_state, read_study_json, save_local_state, write_study_json
 from .executors import Executor, make_executor
 from .front import Front
-from .objectives import Constraint, ConstraintError, Objective, minimised, missing_constraint_metrics, violations
+from .objectives import (
+    MISSING_METRIC_TRIALS,
+    Constraint,
+    ConstraintError,
+    MetricNameError,
+    Objective,
+    minimised,
+    missing_constraint_metrics,
+    missing_objective_metric,
+    violations,
+)
 from .progress import Progress
 from .replay import batch_for, replay
 from .stand_in import answer
@@ -136,6 +146,7 @@ class Study:
         self.batches = 0
         self._told = 0
         self._next = 0              # the next trial's number: one past the log's highest
+        self._names_checked = False  # whether the first trials have shown the objectives' metrics exist
         self._n_searched = 0        # trials that count against the budget (baselines do not)
         self._pending: list[Config] = []   # a batch asked before an interruption, to evaluate before asking again
         self._stand_ins: dict[str, dict] = {}  # a sparse table's row key -> the lacking config it answers for
@@ -253,7 +264,8 @@ class Study:
             raise
         except BaseException as e:
             status, reason = "FAILED", _describe_error(e)
-            e.add_note(f"resume with: {self.resume_command()}")
+            if not isinstance(e, MetricNameError):  # a misnamed metric is fixed in the recipe, not resumed
+                e.add_note(f"resume with: {self.resume_command()}")
             raise
         finally:
             self.elapsed_s = time.monotonic() - t0
@@ -398,6 +410,11 @@ class Study:
             missing = missing_constraint_metrics(self.spec.constraints, metrics)
             if missing:
                 raise ConstraintError(missing)
+        if not self._names_checked and len(self.trials) >= MISSING_METRIC_TRIALS:  # once, after the first few
+            self._names_checked = True
+            missing = missing_objective_metric(self.spec.objectives, [t.metrics for t in self.trials])
+            if missing:
+                raise MetricNameError(missing)
         return trial
 
     def _values(self, trials: list[Trial]) -> np.ndarray:
