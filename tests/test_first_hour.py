@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -97,6 +98,19 @@ def test_api_arguments_are_checked_with_a_line_naming_them():
         tradeoff.search({"a": [1, 2]}, {"f": "minimize"}, ev, tracking=None)
     with pytest.raises(ValueError, match="budget: a positive whole number of trials, got -5"):
         tradeoff.search(TINY, {"f": "minimize"}, ev, budget=-5, tracking=None)
+    calls = []
+    counted = lambda c: calls.append(c) or ev(c)  # noqa: E731
+    for kwargs, message in [
+        ({"objectives": []}, "objectives: at least one objective is needed"),
+        ({"objectives": {}}, "objectives: at least one objective is needed"),
+        ({"batch_size": 0}, "batch_size: 0 is not allowed; trials asked at once, a whole number of at least 1"),
+        ({"batch_size": 2.5}, "batch_size: 2.5 is not allowed"),
+        ({"timeout_s": -1}, "timeout_s: -1 is not allowed; the seconds one trial may take, a number above 0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            tradeoff.search(TINY, **{"objectives": {"f": "minimize"}, **kwargs}, evaluate=counted, budget=3,
+                            tracking=None)
+    assert not calls  # refused before any trial
 
 
 def test_a_constraint_on_a_metric_never_returned_is_an_error(tmp_path, capsys, monkeypatch):

@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .core.options import check_whole
+from .core.options import check_positive, check_whole
 from .engine.algorithms.base import Algorithm, make_algorithm
 from .engine.front import Front
 from .engine.objectives import parse_constraints, parse_objectives
@@ -74,6 +74,11 @@ def search(
     if time_budget_s is not None and not time_budget_s > 0:
         raise ValueError(f"time_budget_s: a positive number of seconds, got {time_budget_s!r}")
     seed = check_whole("seed", seed, 0, "a random seed")
+    if batch_size is not None:
+        batch_size = check_whole("batch_size", batch_size, 1, "trials asked at once")
+    if timeout_s is not None:
+        timeout_s = check_positive("timeout_s", timeout_s, "the seconds one trial may take")
+    parsed = parse_objectives(objectives)
     space, evaluate, info = _resolve(space, objectives, evaluate, constraints, targets, info)
     tracker = make_tracker(tracking, name)
     if resume:
@@ -82,7 +87,6 @@ def search(
         study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress,
                              baselines=baselines, algorithm=algorithm if isinstance(algorithm, Algorithm) else None)
         return _warn_failures(_run(study))
-    parsed = parse_objectives(objectives)
     if reference_point:
         reference_point = check_reference(reference_point, [o.name for o in parsed])
     spec = StudySpec(

@@ -102,20 +102,22 @@ class Constraint:
 def parse_objectives(spec: Mapping[str, Any] | list) -> list[Objective]:
     """Accept {'acc': 'maximize', 'lat': {'direction': 'minimize'}} or a list of Objective."""
     if isinstance(spec, list):
-        return [o if isinstance(o, Objective) else Objective(**o) for o in spec]
-    out = []
-    for name, v in spec.items():
-        if isinstance(v, Objective):
-            out.append(v)
-        elif isinstance(v, str):
-            out.append(Objective(name, v))
-        elif isinstance(v, Mapping):
-            out.append(Objective(name, v.get("direction", "minimize")))
-        else:
-            raise ValueError(f"objective {name!r}: expected 'minimize', 'maximize' or a mapping, got {v!r}")
+        out = [o if isinstance(o, Objective) else Objective(**o) for o in spec]
+    else:
+        out = [_objective(name, v) for name, v in spec.items()]
     if not out:
-        raise ValueError("at least one objective is needed")
+        raise ValueError("objectives: at least one objective is needed")
     return out
+
+
+def _objective(name: str, v: Any) -> Objective:
+    if isinstance(v, Objective):
+        return v
+    if isinstance(v, str):
+        return Objective(name, v)
+    if isinstance(v, Mapping):
+        return Objective(name, v.get("direction", "minimize"))
+    raise ValueError(f"objective {name!r}: expected 'minimize', 'maximize' or a mapping, got {v!r}")
 
 
 _CONSTRAINT_RE = re.compile(r"^\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
