@@ -72,4 +72,9 @@ def test_compare_cli_and_api_table_overlays_and_comparison_run(runs, tmp_path, c
 def test_compare_refuses_unknown_runs_with_a_line(runs, capsys):
     uri, a, _ = runs
     assert main(["compare", a.run_id, "nosuchrun", "--uri", uri, "--no-log"]) == 2
-    assert "no run 'nosuchrun' in the MLflow store" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no run 'nosuchrun' in the MLflow store" in err and "tracking off" not in err
+    untracked = tradeoff.search(SPACE, OBJ, zdt_like, budget=4, algorithm="random", tracking=None, progress=False)
+    assert main(["compare", a.run_id, untracked.run_id, "--uri", uri, "--no-log"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"no run '{untracked.run_id}' in the MLflow store" in err and "it ran with tracking off" in err

@@ -78,7 +78,11 @@ def compare(run_ids: Sequence[str], experiment: str | None = None, uri: str | No
             try:
                 runs[rid] = client.get_run(rid)
             except MlflowException:
-                raise FileNotFoundError(f"run_ids: no run {rid!r} in the MLflow store {uri}") from None
+                untracked = (run_dir_for(rid) / "study.json").exists()
+                raise FileNotFoundError(
+                    f"run_ids: no run {rid!r} in the MLflow store {uri}" + (
+                        f"; it ran with tracking off (its trials are in {run_dir_for(rid)}): compare reads "
+                        "runs from MLflow, so run the search with tracking on" if untracked else "")) from None
             fronts[rid] = _front_of(client, rid, Path(scratch))
     first = fronts[run_ids[0]]
     key = sorted((o.name, o.direction) for o in first.objectives)
