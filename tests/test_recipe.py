@@ -205,3 +205,7 @@ def test_space_declared_in_yaml_with_a_python_function():
     bad = dict(data, space={"depth": {"kind": "int", "low": 2}})
     with pytest.raises(RecipeError, match="space.depth: an int param needs 'high'"):
         build_workload(load_recipe(bad)[0])
+    with pytest.raises(RecipeError, match="space: a space needs at least one param"):  # the whole space: no dot
+        build_workload(load_recipe(dict(data, space={}))[0])
+    with pytest.raises(RecipeError, match="space.act: values: a list of values, got 3"):  # was a TypeError
+        build_workload(load_recipe(dict(data, space={"act": {"kind": "choice", "values": 3}}))[0])

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -141,6 +142,23 @@ def test_param_specs_from_yaml_forms():
         param_from_spec({"kind": "int", "low": 0, "high": 1, "hi": 2})
     with pytest.raises(ValueError, match="needs 'high'"):
         param_from_spec({"kind": "float", "low": 0})
+    assert param_from_spec({"kind": "float", "low": "1e-3", "high": 1, "log": True}).low == 1e-3  # YAML's 1e-3
+    for spec, message in [
+        ({"low": 5, "high": 1}, "a mapping with 'kind' (one of choice, bits, int, float, mask), got {'low': 5, "
+                                "'high': 1}; with low and high, add kind: int or kind: float"),
+        ({"kind": "int", "low": "a", "high": 5}, "low: 'a' is not a whole number"),
+        ({"kind": "int", "low": 1.5, "high": 5}, "low: 1.5 is not a whole number"),  # was cut to 1 in silence
+        ({"kind": "choice", "values": 3}, "values: a list of values, got 3"),
+        ({"kind": "float", "low": 0, "high": 1, "step": 0.1}, "unknown keys for a float param: step; its keys: "
+                                                               "low, high, log"),
+        ({"kind": "mask", "shape": [2, "x"]}, "shape: 'x' is not a whole number"),
+        ({"kind": "float", "low": 0, "high": float("nan")}, "high: nan is not a finite number"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            param_from_spec(spec)
+    with pytest.raises(to.SpaceError, match=re.escape("w: values: a list of values, got 3")) as e:
+        to.Space({"w": {"kind": "choice", "values": 3}})
+    assert e.value.param == "w"
 
 
 def test_cardinality():

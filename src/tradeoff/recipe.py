@@ -315,7 +315,7 @@ def build_workload(recipe: Recipe):
     except RecipeError:
         raise
     except SpaceError as e:
-        raise RecipeError(f"space.{e}") from None
+        raise RecipeError(f"space.{e}" if getattr(e, "param", None) else f"space: {e}") from None
     except TypeError as e:
         raise RecipeError(f"workload: {name}: {e}") from None
     except (ValueError, FileNotFoundError, ImportError) as e:

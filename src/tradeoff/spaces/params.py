@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -444,30 +444,71 @@ class Mask(Param):
         return np.packbits(self.validate(value).ravel()).tobytes().hex()
 
 
+# each kind's YAML keys: required, then optional
+_SPEC_KEYS = {
+    "choice": (("values",), ("ordered",)),
+    "bits": ((), ("values", "choices")),
+    "int": (("low", "high"), ("step", "log")),
+    "float": (("low", "high"), ("log",)),
+    "mask": (("shape",), ("p",)),
+}
+
+
 def param_from_spec(spec: Any) -> Param:
-    """Build a Param from its YAML form (a dict with ``kind``, or a plain list = Choice)."""
+    """Build a Param from its YAML form (a dict with ``kind``, or a plain list = Choice); a bad form
+    is a ValueError naming the key and what it takes."""
     if isinstance(spec, Param):
         return spec
     if isinstance(spec, (list, tuple)):
         return Choice(spec)
+    kinds = ", ".join(_SPEC_KEYS)
     if not isinstance(spec, dict) or "kind" not in spec:
-        raise ValueError(f"a param is a list of choices or a mapping with 'kind', got {spec!r}")
+        hint = "; with low and high, add kind: int or kind: float" if isinstance(spec, dict) and \
+            {"low", "high"} & set(spec) else ""
+        raise ValueError(f"a param is a list of choices or a mapping with 'kind' (one of {kinds}), got {spec!r}{hint}")
     spec = dict(spec)
     kind = spec.pop("kind")
-    makers = {
-        "choice": lambda s: Choice(s.pop("values"), s.pop("ordered", None)),
-        "bits": lambda s: Bits(s.pop("values", s.pop("choices", (4, 8, 32)))),
-        "int": lambda s: Int(int(s.pop("low")), int(s.pop("high")), int(s.pop("step", 1)), bool(s.pop("log", False))),
-        "float": lambda s: Float(float(s.pop("low")), float(s.pop("high")), bool(s.pop("log", False))),
-        "mask": lambda s: Mask(s.pop("shape"), float(s.pop("p", 0.5))),
-    }
-    if kind not in makers:
-        raise ValueError(f"kind {kind!r} is not one of {', '.join(makers)}")
+    if kind not in _SPEC_KEYS:
+        raise ValueError(f"kind {kind!r} is not one of {kinds}")
     a = "an" if kind[0] in "aeiou" else "a"
-    try:
-        param = makers[kind](spec)
-    except KeyError as e:
-        raise ValueError(f"{a} {kind} param needs {e.args[0]!r}") from None
-    if spec:
-        raise ValueError(f"unknown keys for {a} {kind} param: {', '.join(spec)}")
-    return param
+    required, optional = _SPEC_KEYS[kind]
+    unknown = [k for k in spec if k not in required + optional]
+    if unknown:
+        raise ValueError(f"unknown keys for {a} {kind} param: {', '.join(map(str, unknown))}; "
+                         f"its keys: {', '.join(required + optional)}")
+    missing = [k for k in required if k not in spec]
+    if missing:
+        raise ValueError(f"{a} {kind} param needs {missing[0]!r}")
+    if kind == "choice":
+        return Choice(_values(spec["values"], "values"), spec.get("ordered"))
+    if kind == "bits":
+        return Bits(_values(spec.get("values", spec.get("choices", (4, 8, 32))), "values"))
+    if kind == "int":
+        return Int(_number(spec, "low", int), _number(spec, "high", int), _number(spec, "step", int, 1),
+                   bool(spec.get("log", False)))
+    if kind == "float":
+        return Float(_number(spec, "low", float), _number(spec, "high", float), bool(spec.get("log", False)))
+    shape = spec["shape"]
+    return Mask(_number(spec, "shape", int) if not isinstance(shape, (list, tuple)) else
+                [_number({"shape": v}, "shape", int) for v in shape], _number(spec, "p", float, 0.5))
+
+
+def _values(v: Any, key: str) -> Sequence:
+    if not isinstance(v, (list, tuple)):
+        raise ValueError(f"{key}: a list of values, got {v!r}")
+    return v
+
+
+def _number(spec: Mapping, key: str, kind: type, default: Any = None) -> Any:
+    """``spec[key]`` as an int or float (a whole number for int), or a ValueError naming the key."""
+    v = spec.get(key, default)
+    if isinstance(v, str):  # YAML reads 1e-3 (no dot) as a string
+        try:
+            v = float(v)
+        except ValueError:
+            pass
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and \
+        (kind is float or v == int(v))
+    if not ok:
+        raise ValueError(f"{key}: {v!r} is not {'a whole number' if kind is int else 'a finite number'}")
+    return kind(v)

@@ -31,8 +31,10 @@ class Space:
                 raise SpaceError(f"param names must be non-empty strings, got {name!r}")
             try:
                 built[name] = param_from_spec(spec)
-            except ValueError as e:
-                raise SpaceError(f"{name}: {e}") from None
+            except (ValueError, TypeError) as e:
+                err = SpaceError(f"{name}: {e}")
+                err.param = name  # the recipe names the field as space.<param>
+                raise err from None
         self._params = built
         lo, hi, kinds, slices, at = [], [], [], {}, 0
         for name, p in built.items():
@@ -185,8 +187,10 @@ class Space:
                 raise SpaceError(f"{name}: missing; expected {p.describe()}")
             try:
                 out[name] = p.validate(config[name])
-            except ValueError as e:
-                raise SpaceError(f"{name}: {e}") from None
+            except (ValueError, TypeError) as e:
+                err = SpaceError(f"{name}: {e}")
+                err.param = name  # the recipe names the field as space.<param>
+                raise err from None
         return out
 
     def key(self, config: Mapping[str, Any]) -> str:
