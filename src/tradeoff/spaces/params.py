@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -484,13 +484,15 @@ def param_from_spec(spec: Any) -> Param:
     if kind == "bits":
         return Bits(_values(spec.get("values", spec.get("choices", (4, 8, 32))), "values"))
     if kind == "int":
-        return Int(_number(spec, "low", int), _number(spec, "high", int), _number(spec, "step", int, 1),
-                   bool(spec.get("log", False)))
+        return Int(_number(spec["low"], "low", int), _number(spec["high"], "high", int),
+                   _number(spec.get("step", 1), "step", int), bool(spec.get("log", False)))
     if kind == "float":
-        return Float(_number(spec, "low", float), _number(spec, "high", float), bool(spec.get("log", False)))
+        return Float(_number(spec["low"], "low", float), _number(spec["high"], "high", float),
+                     bool(spec.get("log", False)))
     shape = spec["shape"]
-    return Mask(_number(spec, "shape", int) if not isinstance(shape, (list, tuple)) else
-                [_number({"shape": v}, "shape", int) for v in shape], _number(spec, "p", float, 0.5))
+    shape = [_number(v, "shape", int) for v in shape] if isinstance(shape, (list, tuple)) else \
+        _number(shape, "shape", int)
+    return Mask(shape, _number(spec.get("p", 0.5), "p", float))
 
 
 def _values(v: Any, key: str) -> Sequence:
@@ -499,9 +501,8 @@ def _values(v: Any, key: str) -> Sequence:
     return v
 
 
-def _number(spec: Mapping, key: str, kind: type, default: Any = None) -> Any:
-    """``spec[key]`` as an int or float (a whole number for int), or a ValueError naming the key."""
-    v = spec.get(key, default)
+def _number(v: Any, key: str, kind: type) -> Any:
+    """``v`` (the value of ``key``) as an int or float (a whole number for int), or a ValueError naming the key."""
     if isinstance(v, str):  # YAML reads 1e-3 (no dot) as a string
         try:
             v = float(v)

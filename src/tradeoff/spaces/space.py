@@ -16,7 +16,12 @@ Config = dict[str, Any]
 
 
 class SpaceError(ValueError):
-    """A config or a space declaration that does not fit; the message names the param."""
+    """A config or a space declaration that does not fit; the message names the param (``param``) when
+    one param is at fault, so a recipe can name the field as ``space.<param>``."""
+
+    def __init__(self, message: object, param: str | None = None):
+        super().__init__(f"{param}: {message}" if param else str(message))
+        self.param = param
 
 
 class Space:
@@ -32,9 +37,7 @@ class Space:
             try:
                 built[name] = param_from_spec(spec)
             except (ValueError, TypeError) as e:
-                err = SpaceError(f"{name}: {e}")
-                err.param = name  # the recipe names the field as space.<param>
-                raise err from None
+                raise SpaceError(e, param=name) from None
         self._params = built
         lo, hi, kinds, slices, at = [], [], [], {}, 0
         for name, p in built.items():
@@ -184,13 +187,11 @@ class Space:
         out: Config = {}
         for name, p in self._params.items():
             if name not in config:
-                raise SpaceError(f"{name}: missing; expected {p.describe()}")
+                raise SpaceError(f"missing; expected {p.describe()}", param=name)
             try:
                 out[name] = p.validate(config[name])
             except (ValueError, TypeError) as e:
-                err = SpaceError(f"{name}: {e}")
-                err.param = name  # the recipe names the field as space.<param>
-                raise err from None
+                raise SpaceError(e, param=name) from None
         return out
 
     def key(self, config: Mapping[str, Any]) -> str:
