@@ -127,6 +127,12 @@ def test_workload_level_errors(changes, message):
     ({"name": "compression", "keep": [0.5, 2]}, "keep: [2.0] outside (0, 1]"),
     ({"name": "compression", "size_budget": 0.3},
      "size_budget: 0.3 is below what 4-bit weights reach (0.5 of the int8 weights' bytes); allowed: 0.5 or more"),
+    ({"name": "compression", "train_steps": 0},
+     "train_steps: 0 is not allowed; the built-in model's training steps, a whole number of at least 1"),
+    ({"name": "compression", "model": "python: x:y", "train_steps": 10},
+     "train_steps: only for a built-in model (digits_cnn, mnist1d_cnn, timm:<name>); a python: model comes trained"),
+    ({"name": "caching", "train_steps": -5},
+     "train_steps: -5 is not allowed; the test bed's training steps, a whole number of at least 1"),
     ({"name": "caching", "steps": 1}, "steps: 1 is not allowed; caching needs denoising steps to reuse across, "
                                       "a whole number of at least 2"),
     ({"name": "timm_family", "hw": 0}, "hw: 0 is not allowed; the digits image side (they are 8 x 8)"),

@@ -184,7 +184,8 @@ def make_caching_workload(pipeline: str = "tiny_pixart", prompts: Any = None, se
     if pipeline == "tiny_pixart":
         from .tiny_pixart import BedSpec, digits, load_test_bed
 
-        spec = BedSpec() if train_steps is None else BedSpec(train_steps=int(train_steps))
+        spec = BedSpec() if train_steps is None else \
+            BedSpec(train_steps=check_whole("train_steps", train_steps, 1, "the test bed's training steps"))
         bed = load_test_bed(spec, log=None)
         real, _ = digits("test")
         return caching(bed.pipe, _prompts_from(prompts) if prompts is not None else list(range(10)), list(seeds),

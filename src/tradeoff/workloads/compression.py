@@ -214,6 +214,11 @@ def make_compression(model: str = "digits_cnn", bits: Sequence[int] | None = (4,
 
     check_compression(bits, keep, finetune_steps, finetune_lr, size_budget, act_bits)
     check_whole("seed", seed, 0, "a random seed")
+    if train_steps is not None:
+        if model.startswith("python:"):
+            raise ValueError("train_steps: only for a built-in model (digits_cnn, mnist1d_cnn, timm:<name>); "
+                             "a python: model comes trained")
+        train_steps = check_whole("train_steps", train_steps, 1, "the built-in model's training steps")
     if model.startswith("python:"):
         from ..core.registry import import_from
 
