@@ -72,9 +72,31 @@ def test_compare_cli_and_api_table_overlays_and_comparison_run(runs, tmp_path, c
 def test_compare_refuses_unknown_runs_with_a_line(runs, capsys):
     uri, a, _ = runs
     assert main(["compare", a.run_id, "nosuchrun", "--uri", uri, "--no-log"]) == 2
-    err = capsys.readouterr().err
-    assert "no run 'nosuchrun' in the MLflow store" in err and "tracking off" not in err
-    untracked = tradeoff.search(SPACE, OBJ, zdt_like, budget=4, algorithm="random", tracking=None, progress=False)
-    assert main(["compare", a.run_id, untracked.run_id, "--uri", uri, "--no-log"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert f"no run '{untracked.run_id}' in the MLflow store" in err and "it ran with tracking off" in err
+    assert "no run 'nosuchrun' in the MLflow store" in err and "nor in the local run store" in err
+
+
+def test_runs_made_with_tracking_off_are_compared_from_their_local_run_directories(runs, tmp_path, capsys):
+    uri, a, _ = runs
+    u1 = tradeoff.search(SPACE, OBJ, zdt_like, budget=12, algorithm="random", seed=3, tracking=None, progress=False)
+    u2 = tradeoff.search(SPACE, OBJ, zdt_like, budget=12, algorithm="nsga2", seed=4, tracking=None, progress=False)
+    client = MlflowClient(uri)
+    before = len(client.search_runs([client.get_experiment_by_name("cmp").experiment_id]))
+    # every run untracked: scored at their nadir, written out, and not logged anywhere
+    assert main(["compare", u1.run_id, u2.run_id, "--uri", uri, "--out", str(tmp_path / "local")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "nadir of the compared runs +10%" in out and "not logged to MLflow" in out
+    assert "random" in out and "nsga2" in out
+    c = tradeoff.compare([u1.run_id, u2.run_id], uri=uri, out_dir=tmp_path / "api")
+    assert c.run_id is None and c.experiment is None
+    assert [r["algorithm"] for r in c.rows] == ["random", "nsga2"] and [r["seed"] for r in c.rows] == ["3", "4"]
+    assert [r["hypervolume"] for r in c.rows] == pytest.approx([u1.hypervolume(c.reference), u2.hypervolume(c.reference)])
+    assert [r["trials"] for r in c.rows] == [12, 12]
+    missing = tmp_path / "none.db"   # no store there: compared all the same, and none is made
+    assert tradeoff.compare([u1.run_id, u2.run_id], uri=f"sqlite:///{missing}", out_dir=tmp_path / "x").rows
+    assert not missing.exists()
+    # one tracked, one not: the tracked run's experiment gives the reference and takes the comparison run
+    m = tradeoff.compare([a.run_id, u1.run_id], uri=uri, out_dir=tmp_path / "mixed")
+    assert m.reference == pytest.approx(a.reference()) and m.reference_source == "experiment cmp"
+    assert client.get_run(m.run_id).data.tags["compared_runs"] == f"{a.run_id},{u1.run_id}"
+    assert len(client.search_runs([client.get_experiment_by_name("cmp").experiment_id])) == before + 1

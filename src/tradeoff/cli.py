@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -185,12 +186,15 @@ def cmd_compare(args) -> int:
     for col in c.rows[0]:
         t.add_column(col, justify="left" if col in ("run", "algorithm") else "right")
     for r in c.rows:
-        t.add_row(*[_fmt(v) for v in r.values()])
+        t.add_row(*["-" if isinstance(v, float) and math.isnan(v) else _fmt(v) for v in r.values()])
     console.print(t)
     console.print(f"fronts: {c.fronts_png}\nhypervolume curves: {c.hypervolume_png}\ntable: {c.table_csv}",
                   highlight=False)
     if c.run_id:
         console.print(f"logged as comparison run {c.run_id} in experiment {c.experiment}", highlight=False)
+    elif not args.no_log:
+        console.print("not logged to MLflow: every compared run ran with tracking off (name --experiment to log "
+                      "the comparison there)", highlight=False)
     return 0
 
 
@@ -314,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="compare searches: a table, overlaid fronts and hypervolume curves")
     c.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    c.add_argument("--experiment", help="log the comparison in this experiment (default: the first run's)")
+    c.add_argument("--experiment", help="log the comparison in this experiment (default: the first tracked run's)")
     c.add_argument("--uri", help="MLflow tracking URI (default: the local store)")
     c.add_argument("--out", help="folder for the plots and table (default: ./comparisons/...)")
     c.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")

@@ -1,6 +1,7 @@
 """Compare searches: one table, an overlay of their fronts and of their hypervolume curves.
 
-Every run is scored at one reference point: the experiment's shared one for these objectives
+A run made with tracking off is read from its local run directory. Every run is scored at one
+reference point: the experiment's shared one for these objectives
 (see ``engine.reference``), else the runs' common given one, else the nadir of all their
 feasible trials +10%. The plots and the table are logged to MLflow as a comparison run.
 """
@@ -22,11 +23,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..core.pareto import derive_reference
+from ..engine.checkpoint import read_study_json
 from ..engine.front import Front
 from ..engine.reference import point_text
 from ..engine.study import load_front, run_dir_for
 from .mlflow import _source_tags, default_tracking_uri, local_artifact_root, quiet_mlflow
 from .reference import read_shared_reference
+from .store import open_client, sqlite_path
 
 
 @dataclass
@@ -44,7 +47,7 @@ class Comparison:
     fronts: dict[str, Front] = field(default_factory=dict, repr=False)
 
 
-def _front_of(client: MlflowClient, run_id: str, scratch: Path) -> Front:
+def _front_of(client: MlflowClient | None, run_id: str, scratch: Path) -> Front:
     """A run's trials: from its local run directory, else from its checkpoint in MLflow."""
     local = run_dir_for(run_id)
     if (local / "study.json").exists():
@@ -59,30 +62,56 @@ def _front_of(client: MlflowClient, run_id: str, scratch: Path) -> Front:
     return front
 
 
-def _label(run, fallback: str) -> str:
-    p = run.data.params
-    return f"{p.get('algorithm', run.info.run_name or fallback)} seed={p.get('seed', '?')} ({fallback[:8]})"
+@dataclass
+class _Source:
+    """What the table says of one compared run besides its front: from MLflow, or from its local run
+    directory when it ran with tracking off (then no experiment and no wall-clock time)."""
+
+    algorithm: str
+    seed: str
+    time_s: float = math.nan
+    experiment_id: str | None = None
+
+    def label(self, rid: str) -> str:
+        return f"{self.algorithm} seed={self.seed} ({rid[:8]})"
+
+
+def _source(client: MlflowClient | None, rid: str, uri: str) -> _Source:
+    try:
+        if client is None:  # no store there: every run is a local one
+            raise MlflowException(f"no MLflow store at {uri}")
+        run = client.get_run(rid)
+    except MlflowException:
+        local = run_dir_for(rid)
+        if not (local / "study.json").exists():
+            raise FileNotFoundError(
+                f"run_ids: no run {rid!r} in the MLflow store {uri} nor in the local run store {local.parent}"
+                if client is not None else
+                f"run_ids: no run {rid!r} in the local run store {local.parent}, and no MLflow store at {uri}") from None
+        spec = read_study_json(local).get("spec") or {}
+        return _Source(str(spec.get("algorithm", "?")), str(spec.get("seed", "?")))
+    p, end = run.data.params, run.info.end_time or run.info.start_time
+    return _Source(p.get("algorithm", run.info.run_name or "?"), p.get("seed", "?"),
+                   round((end - run.info.start_time) / 1000, 1) if end else math.nan, run.info.experiment_id)
 
 
 def compare(run_ids: Sequence[str], experiment: str | None = None, uri: str | None = None,
             out_dir: str | Path | None = None, log: bool = True) -> Comparison:
-    """Compare searches by run id: a side-by-side table and overlays, logged as a comparison run."""
+    """Compare searches by run id: a side-by-side table and overlays, logged as a comparison run.
+
+    A run made with tracking off is read from its local run directory; the comparison is logged to
+    ``experiment``, else to the first tracked run's experiment, else (every run untracked) not at all.
+    """
     if len(run_ids) < 1:
         raise ValueError("run_ids: give at least one run id")
     quiet_mlflow()
     uri = uri or default_tracking_uri()
-    client = MlflowClient(uri)
+    db = sqlite_path(uri)
+    client = MlflowClient(uri) if db is None or db.exists() else None  # opening a missing store would make one
     runs, fronts = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         for rid in run_ids:
-            try:
-                runs[rid] = client.get_run(rid)
-            except MlflowException:
-                untracked = (run_dir_for(rid) / "study.json").exists()
-                raise FileNotFoundError(
-                    f"run_ids: no run {rid!r} in the MLflow store {uri}" + (
-                        f"; it ran with tracking off (its trials are in {run_dir_for(rid)}): compare reads "
-                        "runs from MLflow, so run the search with tracking on" if untracked else "")) from None
+            runs[rid] = _source(client, rid, uri)
             fronts[rid] = _front_of(client, rid, Path(scratch))
     first = fronts[run_ids[0]]
     key = sorted((o.name, o.direction) for o in first.objectives)
@@ -90,25 +119,23 @@ def compare(run_ids: Sequence[str], experiment: str | None = None, uri: str | No
         if sorted((o.name, o.direction) for o in f.objectives) != key:
             raise ValueError(f"run_ids: run {rid} searched other objectives ({', '.join(f.names)}); "
                              f"compare runs of the same objectives ({', '.join(first.names)})")
-    exp_id = runs[run_ids[0]].info.experiment_id
+    exp_id = next((r.experiment_id for r in runs.values() if r.experiment_id is not None), None)
     if experiment is not None:
+        client = client or open_client(uri)
         exp = client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp is not None else client.create_experiment(
             experiment, artifact_location=local_artifact_root(uri))
-    exp_name = client.get_experiment(exp_id).name
+    exp_name = client.get_experiment(exp_id).name if exp_id is not None else None
     reference, source = _reference(client, exp_id, exp_name, list(fronts.values()))
 
     rows, labels = [], {}
     for rid in run_ids:
         f, run = fronts[rid], runs[rid]
-        labels[rid] = _label(run, rid)
-        end = run.info.end_time or run.info.start_time
-        row: dict[str, Any] = {"run": rid, "algorithm": run.data.params.get("algorithm", "?"),
-                               "seed": run.data.params.get("seed", "?"), "hypervolume": f.hypervolume(reference),
-                               "front": len(f.members)}
+        labels[rid] = run.label(rid)
+        row: dict[str, Any] = {"run": rid, "algorithm": run.algorithm, "seed": run.seed,
+                               "hypervolume": f.hypervolume(reference), "front": len(f.members)}
         row.update({f"best {n}": v for n, v in f.best().items()})
-        row.update({"trials": len(f.trials), "failed": len(f.failed),
-                    "time_s": round((end - run.info.start_time) / 1000, 1) if end else math.nan})
+        row.update({"trials": len(f.trials), "failed": len(f.failed), "time_s": run.time_s})
         rows.append(row)
 
     out = Path(out_dir) if out_dir is not None else Path.cwd() / "comparisons" / "-".join(r[:8] for r in run_ids)
@@ -120,14 +147,15 @@ def compare(run_ids: Sequence[str], experiment: str | None = None, uri: str | No
     table = out / "compare.csv"
     pd.DataFrame(rows).to_csv(table, index=False)
     result = Comparison(rows, reference, source, fronts_png, hv_png, table, experiment=exp_name, fronts=fronts)
-    if log:
+    if log and exp_id is not None:
         result.run_id = _log(client, exp_id, run_ids, result)
     return result
 
 
-def _reference(client, exp_id: str, exp_name: str, fronts: list[Front]) -> tuple[dict[str, float], str]:
+def _reference(client, exp_id: str | None, exp_name: str | None,
+               fronts: list[Front]) -> tuple[dict[str, float], str]:
     objectives = fronts[0].objectives
-    shared = read_shared_reference(client, exp_id, objectives)
+    shared = read_shared_reference(client, exp_id, objectives) if exp_id is not None else None
     if shared:
         return shared, f"experiment {exp_name}"
     given = [f.reference_point for f in fronts]
