@@ -174,7 +174,9 @@ def _resolve(space, objectives, evaluate, constraints, targets, info):
 def compare(run_ids: list[str], experiment: str | None = None, uri: str | None = None, out_dir: Any = None,
             log: bool = True):
     """Compare searches at one reference point: a table (``.rows``), overlays of their fronts and
-    hypervolume curves (``.fronts_png``, ``.hypervolume_png``), logged to MLflow as a comparison run."""
+    hypervolume curves (``.fronts_png``, ``.hypervolume_png``), logged to MLflow as a comparison run.
+    Runs made with tracking off are read from their local run directories; when none was tracked the
+    comparison is logged only to a named ``experiment``."""
     from .tracking.compare import compare as _compare
 
     return _compare(list(run_ids), experiment=experiment, uri=uri, out_dir=out_dir, log=log)
