@@ -48,7 +48,7 @@ def test_good_recipe_validates_and_builds():
     ({"objectives": {}}, "objectives: at least one objective is needed"),
     ({"constraints__f1": "at most 3"}, "constraints: constraint on 'f1': 'at most 3' is not of the form '<= 5'"),
     ({"name": KeyError}, "name: required"),
-    ({"name": "has space"}, "name: String should match pattern"),
+    ({"name": "has space"}, "name: 'has space' is not allowed; letters, digits and _ . - (the first a letter or digit)"),
     ({"workload": {"n_var": 3}}, "workload: a workload mapping needs 'name'"),
     ({"colour": "red"}, "colour: unknown field; allowed here: name, description, workload"),
     ({"tracking": {"urii": "x"}}, "tracking.urii: unknown field; allowed here: enabled, uri, experiment"),
@@ -145,6 +145,18 @@ def test_a_bad_model_option_is_refused_before_any_model_is_trained(workload, mes
         build_workload(recipe)
     assert f"workload: {message}" in str(e.value)
     assert not (tmp_path / "models").exists()   # nothing trained and cached first
+
+
+def test_a_recipe_file_without_a_name_is_named_for_its_file(tmp_path):
+    data = bad(name=KeyError)
+    for file, name in (("my recipe.yaml", "my-recipe"), ("zdt1_small.yaml", "zdt1_small")):
+        (tmp_path / file).write_text(yaml.safe_dump(data))
+        assert load_recipe(tmp_path / file)[0].name == name
+    (tmp_path / "named.yaml").write_text(yaml.safe_dump(GOOD))
+    assert load_recipe(tmp_path / "named.yaml")[0].name == "t"      # its own name wins
+    (tmp_path / "_.yaml").write_text(yaml.safe_dump(data))          # nothing left of the file's name to use
+    with pytest.raises(RecipeError, match="name: required"):
+        load_recipe(tmp_path / "_.yaml")
 
 
 def test_overrides_and_yaml_errors(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -93,7 +94,7 @@ class TrackingCfg(_Strict):
 
 
 class Recipe(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str
     description: str = ""
     workload: str | dict[str, Any]
     space: dict[str, Any] | None = None
@@ -104,6 +105,14 @@ class Recipe(_Strict):
     search: SearchCfg = Field(default_factory=SearchCfg)
     tracking: TrackingCfg | bool = Field(default_factory=TrackingCfg)
     _base_dir: Path | None = PrivateAttr(None)  # the recipe file's folder: relative paths and modules are found there
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", v):
+            raise ValueError(f"{v!r} is not allowed; letters, digits and _ . - (the first a letter or digit): "
+                             f"it names the search in MLflow")
+        return v
 
     @field_validator("objectives")
     @classmethod
@@ -246,6 +255,10 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | None = None) -
         base_dir = path.resolve().parent
     if not isinstance(data, dict):
         raise RecipeError("a recipe is a YAML mapping with name, workload, objectives, search, ...")
+    if base_dir is not None and "name" not in data:  # a recipe file is named for its file unless it says otherwise
+        stem = re.sub(r"[^A-Za-z0-9_.\-]+", "-", Path(source).stem).lstrip("_.-")
+        if stem:
+            data["name"] = stem
     unknown = [k for k in data if k not in Recipe.model_fields]
     if len(unknown) > MAX_UNKNOWN_KEYS:
         raise RecipeError(_cap(f"{len(unknown)} unknown top-level fields ({', '.join(map(str, unknown[:5]))}, ...); "
