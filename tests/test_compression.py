@@ -251,6 +251,9 @@ def test_users_own_model_from_a_python_reference():
     assert set(wl.baselines) == {"fp32", "int8"} and wl.info["val_split"] == "digits 8x8 30% held out"
     out = wl.evaluate(wl.baselines["int8"])
     assert out["n_int8"] == 2 and 0 <= out["accuracy"] <= 1 and out["val_n"] == wl.info["val_n"]
+    # with 8 the widest, there is no fp32 to offer (it would be the int8 baseline again)
+    narrow = to.make_workload("compression", model="python: helpers.compression_models:tiny", bits=[4, 8])
+    assert set(narrow.baselines) == {"int8", "int4_weight_only", "sensitivity"}
 
 
 def test_baselines_of_any_workload_come_first_outside_the_budget_and_survive_resume():
@@ -284,3 +287,26 @@ def test_baselines_of_any_workload_come_first_outside_the_budget_and_survive_res
     resumed = Study.resume(study.run_id, space, evaluate, progress=False, baselines=wl.baselines).run()
     assert {"x": 0} not in calls[n:] and {"x": 10} not in calls[n:]
     assert len(resumed.searched) == 3 and set(resumed.baselines) == {"low", "high"}
+
+
+def test_baselines_that_are_one_config_are_one_trial_and_a_resume_evaluates_it_no_more():
+    from tradeoff.engine.algorithms.base import make_algorithm
+    from tradeoff.engine.objectives import parse_objectives
+    from tradeoff.engine.study import Study, StudySpec
+
+    calls = []
+
+    def evaluate(c):
+        calls.append(dict(c))
+        return {"f1": c["x"] / 10, "f2": 1 - c["x"] / 10}
+
+    space = to.Space({"x": to.Int(0, 10)})
+    base = {"top": {"x": 10}, "int8": {"x": 10}, "low": {"x": 0}}
+    spec = StudySpec(objectives=parse_objectives({"f1": "minimize", "f2": "minimize"}), algorithm="random", budget=3)
+    study = Study(space, evaluate, spec, algorithm=make_algorithm("random"), progress=False, baselines=base)
+    study._evaluate_baselines(0.0)
+    study.close()
+    assert calls == [{"x": 10}, {"x": 0}] and [t.baseline for t in study.trials] == ["top/int8", "low"]
+    resumed = Study.resume(study.run_id, space, evaluate, progress=False, baselines=base).run()
+    assert calls[2:].count({"x": 10}) == 0 and calls[2:].count({"x": 0}) == 0
+    assert [t.baseline for t in resumed.trials if t.baseline] == ["top/int8", "low"] and len(resumed.searched) == 3

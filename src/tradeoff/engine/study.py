@@ -360,12 +360,18 @@ class Study:
             return trial.key
 
     def _evaluate_baselines(self, t0: float) -> None:
-        """Each named baseline once, as a trial tagged with its name (a resumed study skips those done)."""
-        done = {t.baseline for t in self.trials if t.baseline}
-        todo = [(self.space.key(c), c) for name, c in self.baselines.items() if name not in done]
-        names = {self.space.key(c): n for n, c in self.baselines.items()}
+        """Each named baseline once, as a trial tagged with its name; baselines that are one config are one
+        trial, tagged with their names joined by '/'. A resumed study skips the configs done."""
+        names: dict[str, list[str]] = {}
+        configs: dict[str, Config] = {}
+        for name, c in self.baselines.items():
+            k = self.space.key(c)
+            names.setdefault(k, []).append(name)
+            configs.setdefault(k, c)
+        done = {self._model_key(t) for t in self.trials if t.baseline}
+        todo = [(k, c) for k, c in configs.items() if k not in done]
         for key, config, out, reason, dur in self.executor.map(self.evaluate, todo, self.spec.timeout_s):
-            self._record(key, config, out, reason, dur, baseline=names[key])
+            self._record(key, config, out, reason, dur, baseline="/".join(names[key]))
         if todo:
             self.progress.note("baselines: " + ", ".join(
                 f"{t.baseline} {'ok' if t.ok else 'failed: ' + str(t.reason)}" for t in self.trials if t.baseline))

@@ -5,9 +5,10 @@ export to ONNX once, quantize the chosen layers with ONNX Runtime's own tooling.
 scored on those bytes by an ONNX Runtime session over the held-out split; latency and size
 (added by ``tradeoff.compose`` from the targets) are measured on the same bytes.
 
-Baselines (evaluated first, tagged, drawn): ``fp32``; ``int8`` (every layer, ONNX Runtime's static
-QDQ with per-channel weights); ``int4_weight_only`` (every layer, where 4 is among the bits);
-``sensitivity`` (a HAWQ-style 4/8-bit allocation from Fisher traces, by integer program).
+Baselines (evaluated first, tagged, drawn): ``fp32`` (where 16 or 32 is among the bits); ``int8``
+(every layer, ONNX Runtime's static QDQ with per-channel weights); ``int4_weight_only`` (every layer,
+where 4 is among the bits); ``sensitivity`` (a HAWQ-style 4/8-bit allocation from Fisher traces, by
+integer program).
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ def compression_baselines(space, qspace, pspace, joint, model, labelled, size_bu
     if qspace is None:
         return {"fp32": full(None)}
     top = max(qspace.bits)
-    out["fp32"] = full(qspace.uniform(top))
+    if top >= 16:  # with 8 as the widest, "fp32" would be the int8 baseline again
+        out["fp32"] = full(qspace.uniform(top))
     if 8 in qspace.bits:
         out["int8"] = full(qspace.uniform(8))
     if 4 in qspace.bits:
