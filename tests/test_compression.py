@@ -256,19 +256,34 @@ def test_users_own_model_from_a_python_reference():
     assert set(narrow.baselines) == {"int8", "int4_weight_only", "sensitivity"}
 
 
-def test_baselines_of_any_workload_come_first_outside_the_budget_and_survive_resume():
-    from tradeoff.engine.algorithms.base import make_algorithm
-    from tradeoff.engine.objectives import parse_objectives
-    from tradeoff.engine.study import Study, StudySpec
-    from tradeoff.workloads import Workload
-
+def _toy():
+    """A one-int space, its evaluator and the configs it was called with, in order."""
     calls = []
 
     def evaluate(c):
         calls.append(dict(c))
         return {"f1": c["x"] / 10, "f2": 1 - c["x"] / 10}
 
-    space = to.Space({"x": to.Int(0, 10)})
+    return to.Space({"x": to.Int(0, 10)}), evaluate, calls
+
+
+def _resumed_after_baselines(space, evaluate, baselines):
+    """A study interrupted right after its baselines, and the same study resumed and run to its budget of 3."""
+    from tradeoff.engine.algorithms.base import make_algorithm
+    from tradeoff.engine.objectives import parse_objectives
+    from tradeoff.engine.study import Study, StudySpec
+
+    spec = StudySpec(objectives=parse_objectives({"f1": "minimize", "f2": "minimize"}), algorithm="random", budget=3)
+    study = Study(space, evaluate, spec, algorithm=make_algorithm("random"), progress=False, baselines=baselines)
+    study._evaluate_baselines(0.0)
+    study.close()   # the interrupted process is gone
+    return study, Study.resume(study.run_id, space, evaluate, progress=False, baselines=baselines).run()
+
+
+def test_baselines_of_any_workload_come_first_outside_the_budget_and_survive_resume():
+    from tradeoff.workloads import Workload
+
+    space, evaluate, calls = _toy()
     wl = Workload("toy", space, evaluate, baselines={"low": {"x": 0}, "high": {"x": 10}})
     front = to.search(wl, {"f1": "minimize", "f2": "minimize"}, budget=5, algorithm="random",
                       initial="baselines", tracking=None)
@@ -278,35 +293,16 @@ def test_baselines_of_any_workload_come_first_outside_the_budget_and_survive_res
     with pytest.raises(ValueError, match="initial"):
         to.search(space, {"f1": "minimize"}, evaluate=evaluate, budget=2, initial="baselines", tracking=None)
     # a study interrupted after its baselines: resuming evaluates none of them again
-    spec = StudySpec(objectives=parse_objectives({"f1": "minimize", "f2": "minimize"}), algorithm="random", budget=3)
-    study = Study(space, evaluate, spec, algorithm=make_algorithm("random"), progress=False,
-                  baselines=wl.baselines)
-    study._evaluate_baselines(0.0)
-    study.close()   # the interrupted process is gone
     n = len(calls)
-    resumed = Study.resume(study.run_id, space, evaluate, progress=False, baselines=wl.baselines).run()
-    assert {"x": 0} not in calls[n:] and {"x": 10} not in calls[n:]
+    _, resumed = _resumed_after_baselines(space, evaluate, wl.baselines)
+    assert calls[n:n + 2] == [{"x": 0}, {"x": 10}]   # the interrupted study's baselines
+    assert {"x": 0} not in calls[n + 2:] and {"x": 10} not in calls[n + 2:]
     assert len(resumed.searched) == 3 and set(resumed.baselines) == {"low", "high"}
 
 
 def test_baselines_that_are_one_config_are_one_trial_and_a_resume_evaluates_it_no_more():
-    from tradeoff.engine.algorithms.base import make_algorithm
-    from tradeoff.engine.objectives import parse_objectives
-    from tradeoff.engine.study import Study, StudySpec
-
-    calls = []
-
-    def evaluate(c):
-        calls.append(dict(c))
-        return {"f1": c["x"] / 10, "f2": 1 - c["x"] / 10}
-
-    space = to.Space({"x": to.Int(0, 10)})
-    base = {"top": {"x": 10}, "int8": {"x": 10}, "low": {"x": 0}}
-    spec = StudySpec(objectives=parse_objectives({"f1": "minimize", "f2": "minimize"}), algorithm="random", budget=3)
-    study = Study(space, evaluate, spec, algorithm=make_algorithm("random"), progress=False, baselines=base)
-    study._evaluate_baselines(0.0)
-    study.close()
-    assert calls == [{"x": 10}, {"x": 0}] and [t.baseline for t in study.trials] == ["top/int8", "low"]
-    resumed = Study.resume(study.run_id, space, evaluate, progress=False, baselines=base).run()
-    assert calls[2:].count({"x": 10}) == 0 and calls[2:].count({"x": 0}) == 0
+    space, evaluate, calls = _toy()
+    study, resumed = _resumed_after_baselines(space, evaluate, {"top": {"x": 10}, "int8": {"x": 10}, "low": {"x": 0}})
+    assert calls[:2] == [{"x": 10}, {"x": 0}] and [t.baseline for t in study.trials] == ["top/int8", "low"]
+    assert {"x": 10} not in calls[2:] and {"x": 0} not in calls[2:]
     assert [t.baseline for t in resumed.trials if t.baseline] == ["top/int8", "low"] and len(resumed.searched) == 3
