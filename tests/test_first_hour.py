@@ -10,6 +10,7 @@ import pytest
 import tradeoff
 from tradeoff import Choice, Space, TrialError
 from tradeoff.cli import main
+from tradeoff.core.paths import run_dir_for
 
 ALGORITHMS = [n for n in tradeoff.algorithm_names() if n not in ("ng:<Optimizer>", "ng")] + ["ng:NGOpt"]
 TINY = Space({"a": Choice([1, 2, 3]), "b": Choice([0, 1])})  # 6 configs
@@ -242,9 +243,19 @@ def test_show_says_interrupted_names_the_store_and_lists_states(tmp_path, capsys
     rid = str(e.value).split("resume='")[1].split("'")[0]
     assert main(["show", rid, "--all"]) == 0
     out = capsys.readouterr().out
-    assert f"status: interrupted at 2/8 trials (or still running); resume with: tradeoff run --resume {rid}" in out
+    assert f"status: interrupted at 2/8 trials; resume with: tradeoff run --resume {rid}\n" in out
     assert "finished" not in out
     assert "state" in out and "reason" in out and ("complete" in out or "b=1 is broken" in out)
+    # tracked: the front's files are written and logged on the way out, and the run is still not finished
+    calls.clear()
+    uri = f"sqlite:///{tmp_path}/show.db"
+    with pytest.raises(tradeoff.api.SearchInterrupted) as e:
+        tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, flaky, budget=8, algorithm="random",
+                        tracking={"uri": uri, "experiment": "show"}, batch_size=4, seed=1, progress=False)
+    rid = str(e.value).split("resume='")[1].split("'")[0]
+    assert main(["show", rid]) == 0
+    assert f"status: interrupted at 2/8 trials; resume with: tradeoff run --resume {rid} --uri {uri}\n" in \
+        capsys.readouterr().out
 
     assert main(["show", "nosuchrun"]) == 2
     err = capsys.readouterr().err
@@ -269,7 +280,13 @@ def test_relative_paths_and_modules_resolve_beside_the_recipe(tmp_path, capsys, 
     other.mkdir()
     monkeypatch.chdir(other)
     assert main(["run", "../proj/table.yaml", "-q"]) == 0
-    assert "4 trials (0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 trials (0 failed" in out
+    # tracking off: the front's tables and pictures are in the run directory all the same, and the run says where
+    run_dir = run_dir_for(re.search(r"run id: (\w+)", out).group(1))
+    assert f"plots: {run_dir / 'front.png'}, {run_dir / 'hypervolume.png'}" in out
+    assert (run_dir / "front.png").read_bytes()[:4] == b"\x89PNG" and (run_dir / "hypervolume.png").stat().st_size
+    assert len((run_dir / "trials.csv").read_text().splitlines()) == 5 and (run_dir / "front.csv").exists()
     assert main(["run", "../proj/fn.yaml", "-q"]) == 0
     assert "2 trials (0 failed" in capsys.readouterr().out
 

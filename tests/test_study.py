@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -145,8 +146,10 @@ def _count_lines(p: Path) -> int:
     return len(p.read_text().splitlines()) if p.exists() else 0
 
 
-def test_resume_after_sigkill_cli(tmp_path):
-    """`kill -9` a running `tradeoff run`, then `tradeoff run --resume RUN_ID`."""
+def test_resume_after_sigkill_cli(tmp_path, capsys):
+    """`kill -9` a running `tradeoff run`, then `tradeoff run --resume RUN_ID`; `tradeoff show` says which."""
+    from tradeoff.cli import main
+
     recipe = tmp_path / "slow.yaml"
     log1, log2 = tmp_path / "calls1.txt", tmp_path / "calls2.txt"
 
@@ -174,10 +177,15 @@ tracking: false
             break
         time.sleep(0.01)
     assert run_dir is not None, proc.stderr.read().decode() if proc.poll() is not None else "no progress"
+    assert main(["show", run_dir.name]) == 0
+    assert re.search(rf"status: running, at \d+/60 trials \(pid {proc.pid} on ", capsys.readouterr().out)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = load_trials(run_dir)
     assert 25 <= len(done_before) < 60
+    assert main(["show", run_dir.name]) == 0
+    assert (f"status: killed (no clean exit) at {len(done_before)}/60 trials; resume with: tradeoff run --resume "
+            f"{run_dir.name}\n") in capsys.readouterr().out
     # the recipe stored in the run is used on resume; point its log elsewhere to count the second part's calls
     study = json.loads((run_dir / "study.json").read_text())
     study["info"]["resolved"]["workload"]["log"] = str(log2)
@@ -188,6 +196,7 @@ tracking: false
     trials = load_trials(run_dir)
     assert len(trials) == 60
     assert [t.number for t in trials] == list(range(60))
+    assert main(["show", run_dir.name]) == 0 and "status: finished" in capsys.readouterr().out
     resumed_calls = log2.read_text().split()
     assert not set(resumed_calls) & {t.key for t in done_before}
     assert len(resumed_calls) == 60 - len(done_before)

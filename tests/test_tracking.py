@@ -290,6 +290,7 @@ def test_plots_of_empty_and_three_objective_fronts(tmp_path):
         for plot in (plot_front, plot_hypervolume):
             path = plot(front, tmp_path / f"{name}-{plot.__name__}.png")
             assert path.read_bytes()[:4] == b"\x89PNG"
+    assert tradeoff.plot_front is plot_front and tradeoff.plot_hypervolume is plot_hypervolume  # the API's names
 
 
 # -- a real MLflow server ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ _EXPORTS = {
     "make_target": ".hardware.base", "TrialState": ".core.trial", "compression": ".workloads.compression",
     "caching": ".workloads.caching", "timm_family": ".workloads.model_family", "cached": ".spaces.cache_hooks",
     "supernet": ".workloads.ofa", "supernet_workload": ".workloads.ofa", "load_supernet": ".workloads.supernet",
+    "plot_front": ".tracking.plots", "plot_hypervolume": ".tracking.plots",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -99,6 +99,11 @@ def print_front(front, run_id: str) -> None:
         console.print(noisy, highlight=False)
     if front.stop_reason:
         console.print(f"stopped early: {front.stop_reason}", highlight=False)
+    from .core.paths import run_dir_for
+
+    pictures = [run_dir_for(run_id) / name for name in ("front.png", "hypervolume.png")]
+    if all(p.exists() for p in pictures):
+        console.print(f"plots: {pictures[0]}, {pictures[1]}", highlight=False, soft_wrap=True)
     console.print(f"run id: {run_id}", highlight=False)
 
 
@@ -145,11 +150,12 @@ def cmd_show(args) -> int:
     if (run_dir / "study.json").exists():
         front = load_front(run_dir)
         if args.all:
-            from .tracking.mlflow import trials_frame
+            from .tracking.run_files import trials_frame
 
             console.print(trials_frame(front).to_string(index=False), highlight=False)
         print_front(front, args.run_id)
-        console.print(f"status: {run_status(run_dir, front)}; run dir: {run_dir}", highlight=False)
+        console.print(f"status: {run_status(run_dir, front)}", highlight=False, soft_wrap=True)  # a command to copy
+        console.print(f"run dir: {run_dir}", highlight=False, soft_wrap=True)
         return 0
     from .tracking.mlflow import default_tracking_uri, read_run
 
@@ -168,13 +174,25 @@ def cmd_show(args) -> int:
 
 
 def run_status(run_dir: Path, front) -> str:
-    """finished, or where an interrupted run stopped and the command that resumes it."""
-    if (run_dir / "front.json").exists():
+    """finished; running, by whom; or where a stopped run stopped, why, and the command that resumes it."""
+    from .core.run_lock import held_by
+    from .engine.checkpoint import read_study_json
+
+    meta = read_study_json(run_dir)
+    # a run from before the status was kept: its front.json marks it finished
+    status = meta.get("status") or ("FINISHED" if (run_dir / "front.json").exists() else None)
+    if status == "FINISHED":
         return "finished"
-    spec = json.loads((run_dir / "study.json").read_text()).get("spec", {})
-    budget = spec.get("budget")
-    return (f"interrupted at {len(front.trials)}/{budget if budget is not None else '?'} trials (or still running); "
-            f"resume with: tradeoff run --resume {run_dir.name}")
+    budget = (meta.get("spec") or {}).get("budget")
+    at = f"{len(front.searched)}/{budget if budget is not None else '?'} trials"
+    who = held_by(run_dir)
+    if who is not None:
+        return f"running, at {at} ({who})"
+    resume = meta.get("resume_command") or f"tradeoff run --resume {run_dir.name}"
+    if status == "FAILED":
+        return f"stopped by an error at {at} ({meta.get('reason')}); resume with: {resume}"
+    how = "interrupted" if status == "KILLED" else "killed (no clean exit)"
+    return f"{how} at {at}; resume with: {resume}"
 
 
 def cmd_compare(args) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,7 @@ from .engine.front import Front
 from .engine.objectives import parse_constraints, parse_objectives
 from .engine.study import Study, StudySpec, run_dir_for
 from .recipe import Recipe, RecipeError, build_workload, load_recipe, resolved_dict
+from .tracking.run_files import write_run_files
 
 
 def _tracker(recipe: Recipe):
@@ -57,7 +59,19 @@ def run_recipe(recipe: Recipe, text: str = "", path: str | Path | None = None, p
                   baselines=wl.baselines)
     (study.run_dir / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     announce(study)
-    return study.run(), study.run_id
+    return _run(study), study.run_id
+
+
+def _run(study: Study) -> Front:
+    """The search; a run with tracking off still leaves its tables and pictures in its run directory."""
+    try:
+        return study.run()
+    finally:
+        if study.tracker is None:
+            try:
+                write_run_files(study.front(), study.run_dir, title=study.spec.name)
+            except Exception as e:  # noqa: BLE001 - the search's own result or error is the one to see
+                warnings.warn(f"could not write the run's tables and plots ({type(e).__name__}: {e})", stacklevel=2)
 
 
 def announce(study: Study) -> None:
@@ -88,4 +102,4 @@ def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tu
     study = Study.resume(run_id, wl.space, wl.evaluate, tracker=_tracker(recipe), executor=_executor(recipe),
                          progress=progress, algorithm=make_algorithm(recipe.search.algorithm, **recipe.search.options),
                          baselines=wl.baselines)
-    return study.run(), run_id
+    return _run(study), run_id

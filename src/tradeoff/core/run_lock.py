@@ -31,14 +31,8 @@ class RunLock:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip()
+            who = _holder(f)
             f.close()
-            try:
-                h = json.loads(holder)
-                who = f"pid {h['pid']} on {h['host']}, started {h['started']}"
-            except (ValueError, KeyError, TypeError):
-                who = "another process"
             raise RunLocked(f"run {self.path.parent.name} is in use by {who}; "
                             "wait for it to end (or stop it) before resuming") from None
         f.seek(0)
@@ -63,6 +57,29 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _holder(f) -> str:
+    f.seek(0)
+    try:
+        h = json.loads(f.read().strip())
+        return f"pid {h['pid']} on {h['host']}, started {h['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def held_by(run_dir: str | Path) -> str | None:
+    """Who is working on the run now (pid, host, start), or None when no live process holds its lock."""
+    path = Path(run_dir) / "lock"
+    if not path.exists():
+        return None
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(f)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
 
 
 @contextlib.contextmanager

@@ -225,6 +225,7 @@ class Study:
         t0 = time.monotonic() - self.elapsed_s
         idle = 0
         status = "FINISHED"
+        self._mark("RUNNING")
         self.progress.start(spec.budget, self._searched(), self.front())
         try:
             self._evaluate_baselines(t0)
@@ -272,6 +273,7 @@ class Study:
             self.progress.stop()
             front = self.front()
             try:
+                self._mark(status, None if status == "FINISHED" else reason)
                 if self.tracker is not None:
                     self.tracker.log_front(front, self.run_dir)
                     _end_tracker(self.tracker, status, None if status == "FINISHED" else reason)
@@ -321,6 +323,13 @@ class Study:
             meta = read_study_json(self.run_dir)
             meta["info"] = self.info
             write_study_json(self.run_dir, meta)
+
+    def _mark(self, status: str, reason: str | None = None) -> None:
+        """How the run stands, in ``study.json``: RUNNING, then FINISHED, KILLED or FAILED (with why), and the
+        command that resumes it (``tradeoff show`` reads both; a ``kill -9`` leaves RUNNING)."""
+        meta = read_study_json(self.run_dir)
+        meta.update(status=status, reason=reason, resume_command=self.resume_command())
+        write_study_json(self.run_dir, meta)
 
     def front(self) -> Front:
         return Front(self.spec.objectives, list(self.trials), self.spec.constraints, self.spec.reference_point,

@@ -305,17 +305,10 @@ class MlflowTracker:
         if self.run_id is None:
             return
         self.flush()
-        from .plots import plot_front, plot_hypervolume
+        from .run_files import write_run_files
 
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        front.to_frame().to_csv(run_dir / "front.csv", index=False)
-        (run_dir / "front.json").write_text(front.to_json())
-        trials_frame(front).to_csv(run_dir / "trials.csv", index=False)
-        plot_front(front, run_dir / "front.png", title=self.run_name)
-        plot_hypervolume(front, run_dir / "hypervolume.png", title=self.run_name)
-        for name in ("front.csv", "front.json", "trials.csv", "front.png", "hypervolume.png"):
-            self.client.log_artifact(self.run_id, str(run_dir / name))
+        for path in write_run_files(front, run_dir, title=self.run_name):
+            self.client.log_artifact(self.run_id, str(path))
         self.log_checkpoint(run_dir, force=True)  # trials.jsonl now holds the trials after the last checkpoint too
         if self.trials == "steps":
             from .reconcile import sync_front_children
@@ -460,24 +453,6 @@ def config_params(config: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
             params[f"{name}.density"] = f"{text.count('1') / len(text):.4f}"
         params[f"{name}.sha1"] = hashlib.sha1(text.encode()).hexdigest()[:12]
     return params, long
-
-
-def trials_frame(front: Front):
-    """Every trial: number, state, reason, feasibility, objectives first, other metrics, then choices."""
-    import pandas as pd
-
-    rows = []
-    stand_ins = any(getattr(t, "stands_in_for", None) for t in front.trials)  # a sparse table's stand-ins, if any
-    for t in front.trials:
-        row: dict[str, Any] = {"trial": t.number, "state": t.state, "feasible": t.feasible, "reason": t.reason,
-                               "duration_s": t.duration_s, "batch": t.batch, "key": t.key}
-        if stand_ins:
-            row["stands_in_for"] = json.dumps(t.stands_in_for, sort_keys=True) if t.stands_in_for else None
-        row.update({n: t.metrics.get(n) for n in front.names})
-        row.update({k: v for k, v in t.metrics.items() if k not in front.names})
-        row.update({(k if k not in row else f"config.{k}"): v for k, v in t.config.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
