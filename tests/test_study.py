@@ -142,6 +142,60 @@ def test_resume_after_interrupt_in_process():
     assert [m.key for m in front.members] == [m.key for m in ref.members]
 
 
+def test_a_finished_search_resumed_with_a_larger_budget_searches_on():
+    """The API: the resume call's budget is the run's from now on; a budget below what was done is refused."""
+    calls = []
+
+    def counting(c):
+        calls.append(ZDT.space.key(c))
+        return ZDT.evaluate(c)
+
+    kw = dict(algorithm="nsga2", seed=3, tracking=None, batch_size=8)
+    first = to.search(ZDT.space, OBJ, counting, budget=12, **kw)
+    done = list(calls)
+    with pytest.raises(ValueError, match="budget: 5 is below the 12 trials this run has done; give 12 or more"):
+        to.search(ZDT.space, OBJ, counting, budget=5, resume=first.run_id, **kw)
+    more = to.search(ZDT.space, OBJ, counting, budget=20, resume=first.run_id, **kw)   # the lock was let go
+    assert len(calls) == 20 and not set(calls[12:]) & set(done)
+    assert [t.key for t in more.trials[:12]] == [t.key for t in first.trials] and len({t.key for t in more.trials}) == 20
+    # the new budget is the run's: a resume without a checkpoint replays the log under the budget it was asked in
+    for f in ("state.pkl", "state.pkl.prev"):
+        (run_dir_for(first.run_id) / f).unlink()
+    again = to.search(ZDT.space, OBJ, counting, budget=28, resume=first.run_id, **kw)
+    assert len(calls) == 28 and len({t.key for t in again.trials}) == 28
+    assert json.loads((run_dir_for(first.run_id) / "study.json").read_text())["spec"]["budget"] == 28
+
+
+def test_resume_takes_a_new_budget_from_the_command_line_and_nothing_else(tmp_path, capsys, monkeypatch):
+    from tradeoff.cli import main
+
+    log = tmp_path / "calls.txt"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+workload: {{name: "python: helpers.workloads:slow_zdt", delay: 0, log: "{log}"}}
+objectives: {{f1: minimize, f2: minimize}}
+search: {{algorithm: random, budget: 6, seed: 1}}
+tracking: false
+""")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(recipe), "-q"]) == 0
+    rid = re.search(r"run id: (\w+)", capsys.readouterr().out).group(1)
+    assert main(["run", "--resume", rid, "--set", "search.seed=2"]) == 2
+    assert ("--set search.seed: with --resume only search.budget and search.time_budget_s may change (a resumed run "
+            "keeps the rest of its recipe)") in capsys.readouterr().err
+    assert main(["run", str(recipe), "--resume", rid]) == 2
+    assert "give a recipe or --resume RUN_ID, not both" in capsys.readouterr().err
+    assert main(["run", "--resume", rid, "--set", "search.budget=4"]) == 2
+    assert "--set search.budget: 4 is below the 6 trials this run has done; give 6 or more" in capsys.readouterr().err
+    assert len(log.read_text().split()) == 6
+    assert main(["run", "--resume", rid, "--set", "search.budget=10"]) == 0
+    out = capsys.readouterr()
+    assert "budget 6 -> 10 (done so far: 6 trials)" in out.out + out.err and "10 trials (0 failed" in out.out
+    keys = log.read_text().split()
+    assert len(keys) == 10 and len(set(keys)) == 10
+    assert main(["show", rid]) == 0 and "status: finished" in capsys.readouterr().out
+
+
 def _count_lines(p: Path) -> int:
     return len(p.read_text().splitlines()) if p.exists() else 0
 

@@ -84,8 +84,10 @@ def search(
     if resume:
         # an algorithm given as an object is the one to rebuild from the trial log when the checkpoint is
         # gone (a name is rebuilt from the options the run recorded)
+        # the call's budgets are the run's from now on: the same call resumes, a larger budget searches on
         study = Study.resume(resume, space, evaluate, tracker=tracker, executor=executor, progress=progress,
-                             baselines=baselines, algorithm=algorithm if isinstance(algorithm, Algorithm) else None)
+                             baselines=baselines, algorithm=algorithm if isinstance(algorithm, Algorithm) else None,
+                             budgets={"budget": budget, "time_budget_s": time_budget_s})
         return _warn_failures(_run(study))
     if reference_point:
         reference_point = check_reference(reference_point, [o.name for o in parsed])

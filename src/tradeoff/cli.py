@@ -127,10 +127,14 @@ def cmd_run(args) -> int:
 
 
 def _run(args) -> int:
-    from .runner import resume_run, run_recipe
+    from .runner import resume_budgets, resume_run, run_recipe
 
     if args.resume:
-        front, run_id = resume_run(args.resume, progress=not args.quiet, uri=args.uri)
+        if args.recipe:
+            raise RecipeError("give a recipe or --resume RUN_ID, not both (a resumed run keeps its recipe; "
+                              "--set search.budget=N searches on)")
+        front, run_id = resume_run(args.resume, progress=not args.quiet, uri=args.uri,
+                                   budgets=resume_budgets(args.set))
     else:
         if not args.recipe:
             raise RecipeError("give a recipe file (or a shipped recipe's name), or --resume RUN_ID")
@@ -319,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a recipe (or --resume an interrupted run)")
     r.add_argument("recipe", nargs="?", help="recipe YAML file or shipped recipe name")
     r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe field")
-    r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint")
+    r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its checkpoint (with --set "
+                   "search.budget=N or search.time_budget_s=S: a finished run searches on)")
     r.add_argument("--uri", help="the MLflow tracking URI: where a new run logs (as --set tracking.uri=URI), or with "
                                  "--resume the store holding the run, when it is not local")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress display")

@@ -6,6 +6,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -79,8 +80,26 @@ def announce(study: Study) -> None:
     print(f"run id: {study.run_id} (resume with: {study.resume_command()})", file=sys.stderr, flush=True)
 
 
-def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tuple[Front, str]:
-    """Continue an interrupted run from its checkpoint; finished trials are not evaluated again."""
+RESUME_SETTABLE = {"search.budget": "budget", "search.time_budget_s": "time_budget_s"}
+
+
+def resume_budgets(overrides: list[str] | None) -> dict[str, Any]:
+    """``--set`` with ``--resume``: a new budget and/or time budget, and nothing else of the recipe."""
+    from .recipe import parse_overrides
+
+    budgets = {}
+    for key, value in parse_overrides(overrides or []):
+        if key not in RESUME_SETTABLE:
+            raise RecipeError(f"--set {key}: with --resume only {' and '.join(RESUME_SETTABLE)} may change "
+                              f"(a resumed run keeps the rest of its recipe)")
+        budgets[RESUME_SETTABLE[key]] = value
+    return budgets
+
+
+def resume_run(run_id: str, progress: bool = True, uri: str | None = None,
+               budgets: dict[str, Any] | None = None) -> tuple[Front, str]:
+    """Continue an interrupted run from its checkpoint; finished trials are not evaluated again. ``budgets``
+    (``budget``, ``time_budget_s``) replace the run's own: a finished run searches on."""
     run_dir = run_dir_for(run_id)
     if not (run_dir / "study.json").exists():
         try:
@@ -99,7 +118,12 @@ def resume_run(run_id: str, progress: bool = True, uri: str | None = None) -> tu
     if info.get("recipe_path"):  # its modules are found beside the recipe, as when it started
         recipe._base_dir = Path(info["recipe_path"]).resolve().parent
     wl = build_workload(recipe)
-    study = Study.resume(run_id, wl.space, wl.evaluate, tracker=_tracker(recipe), executor=_executor(recipe),
-                         progress=progress, algorithm=make_algorithm(recipe.search.algorithm, **recipe.search.options),
-                         baselines=wl.baselines)
+    try:
+        study = Study.resume(run_id, wl.space, wl.evaluate, tracker=_tracker(recipe), executor=_executor(recipe),
+                             progress=progress, algorithm=make_algorithm(recipe.search.algorithm, **recipe.search.options),
+                             baselines=wl.baselines, budgets=budgets)
+    except ValueError as e:
+        if budgets and str(e).startswith(tuple(budgets)):
+            raise RecipeError(f"--set search.{e}") from None
+        raise
     return _run(study), run_id

@@ -23,12 +23,13 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core.options import check_positive, check_whole
 from ..core.paths import run_dir_for, tradeoff_home  # noqa: F401  (re-exported)
 from ..core.protocols import Tracker
 from ..core.run_lock import RunLock
@@ -189,11 +190,13 @@ class Study:
     # -- resume --------------------------------------------------------------------------------
     @classmethod
     def resume(cls, run_id: str, space: Space, evaluate, tracker: Tracker | None = None, executor="local", progress=True,
-               algorithm: Algorithm | None = None, baselines: Mapping[str, Config] | None = None) -> Study:
+               algorithm: Algorithm | None = None, baselines: Mapping[str, Config] | None = None,
+               budgets: Mapping[str, Any] | None = None) -> Study:
         """Continue a study from its run directory: nothing that finished is evaluated again.
 
         The algorithm comes from the local ``state.pkl``; when that is missing or damaged it is
-        rebuilt from the trial log (``algorithm``, if given, is the fresh one to rebuild)."""
+        rebuilt from the trial log (``algorithm``, if given, is the fresh one to rebuild). ``budgets``
+        (``budget`` and/or ``time_budget_s``) replace the run's own, so a finished search can search on."""
         run_dir = run_dir_for(run_id)
         meta = read_study_json(run_dir)
         spec = StudySpec.from_json(meta["spec"])
@@ -213,11 +216,44 @@ class Study:
             r = replay(algo, space, study.cache, spec.batch_size, spec.budget, study._values, study._violations)
             study.batches, study._told, study._pending = r.batches, r.told, r.pending
             study._stand_ins.update(r.stand_ins)
+        if budgets:  # after the replay above, which re-asks what the run asked under its own budget
+            try:
+                study._rebudget(dict(budgets))
+            except ValueError:
+                study.close()   # the run stays free to resume with a budget that fits
+                raise
         if tracker is not None:
             tracker.reopen(run_id)
             # steps already in the store that the log lacks (an older checkpoint resumed elsewhere) are numbered past
             study._next = max(study._next, getattr(tracker, "next_number", 0))
         return study
+
+    def _rebudget(self, budgets: dict[str, Any]) -> None:
+        """New budgets for a resumed run, checked against what it has done, and kept in ``study.json``."""
+        unknown = sorted(set(budgets) - {"budget", "time_budget_s"})
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: a resumed run changes only budget and time_budget_s")
+        new = {"budget": self.spec.budget, "time_budget_s": self.spec.time_budget_s, **budgets}
+        done = self._searched()
+        if new["budget"] is not None:
+            new["budget"] = check_whole("budget", new["budget"], 1, "trials in all")
+            if new["budget"] < done:
+                raise ValueError(f"budget: {new['budget']} is below the {done} trials this run has done; "
+                                 f"give {done} or more (trials in all)")
+        if new["time_budget_s"] is not None:
+            new["time_budget_s"] = check_positive("time_budget_s", new["time_budget_s"], "seconds in all")
+        if new["budget"] is None and new["time_budget_s"] is None:
+            raise ValueError("budget, time_budget_s: give a budget (trials) and/or time_budget_s (seconds)")
+        changed = {k: (getattr(self.spec, k), v) for k, v in new.items() if v != getattr(self.spec, k)}
+        if not changed:
+            return
+        self.spec = replace(self.spec, **new)
+        meta = read_study_json(self.run_dir)
+        meta["spec"] = self.spec.to_json()
+        write_study_json(self.run_dir, meta)
+        line = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+        logging.getLogger("tradeoff").info(line)
+        self.progress.note(f"{line} (done so far: {done} trials)")
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> Front:
