@@ -92,6 +92,10 @@ def check_steps(client: MlflowClient, run_id: str, front, orphans: frozenset = f
         assert {k: run.data.metrics[k] for k in t.metrics} == pytest.approx(t.metrics)
     reasons = pd.read_csv(Path(client.download_artifacts(run_id, "trials.csv")))["reason"].dropna().tolist()
     assert "x is beyond the model's range" in reasons and "f1 is nan" in reasons
+    # one hypervolume a step, at the run's reference: a resumed run's curve is not logged twice at two points
+    hv = sorted(client.get_metric_history(run_id, "hypervolume"), key=lambda m: m.step)
+    assert [m.step for m in hv] == list(range(1, len(front.trials) + 1))
+    assert [m.value for m in hv] == pytest.approx(list(front.hypervolume_curve()))
 
 
 def check_logged(client: MlflowClient, run_id: str, front, tmp_path: Path, mode: str = "children",

@@ -226,6 +226,15 @@ class Study:
             tracker.reopen(run_id)
             # steps already in the store that the log lacks (an older checkpoint resumed elsewhere) are numbered past
             study._next = max(study._next, getattr(tracker, "next_number", 0))
+            if not study.spec.reference_point:
+                # the experiment's reference, fixed meanwhile (by this run's own first part, often): its hypervolume
+                # is scored there, as a new run's would be, and the curve it logged before is not logged again at
+                # another point. Only what is reported: the algorithm keeps the reference it started with
+                study._adopt_reference()
+                if study.spec.reference_point:
+                    meta = read_study_json(run_dir)
+                    meta.update(spec=study.spec.to_json(), info=study.info)
+                    write_study_json(run_dir, meta)
         return study
 
     def _rebudget(self, budgets: dict[str, Any]) -> None:
