@@ -40,6 +40,8 @@ def test_good_recipe_validates_and_builds():
 
 @pytest.mark.parametrize("changes,message", [
     ({"search__algorithm": "nsga"}, "search.algorithm: 'nsga' is not one of"),
+    ({"search__algorithm": "nsga"}, "(did you mean 'nsga2' or 'nsga3'?)"),
+    ({"search__algorithm": "optuna_gp"}, "(did you mean 'optuna-gp'?)"),
     ({"search__budgte": 5}, "search.budgte: unknown field; allowed here: algorithm, budget"),
     ({"search__budget": 0}, "search.budget: Input should be greater than 0"),
     ({"search__budget": None}, "search: give budget (trials) and/or time_budget_s (seconds)"),
@@ -62,6 +64,7 @@ def test_good_recipe_validates_and_builds():
      "search.options: predictor 'gp+log': the one suffix after '+' is 'warp'"),
     ({"search__algorithm": "predictive", "search__options": {"inner": "optuna-gpx"}},
      "search.options: inner: algorithm 'optuna-gpx' is not one of"),
+    ({"search__algorithm": "predictive", "search__options": {"inner": "motep"}}, "(did you mean 'motpe'?)"),
     ({"search__algorithm": "local", "search__options": {"batch_size": -3}},
      "search.options: batch_size is the evaluations per round, a whole number of at least 1; got -3"),
     ({"search__algorithm": "auto", "search__options": {"batch_size": 2.5}},

@@ -57,12 +57,13 @@ class SearchCfg(_Strict):
     @field_validator("algorithm")
     @classmethod
     def _known(cls, v: str) -> str:
+        from .core.options import did_you_mean
         from .engine.algorithms.base import algorithm_names
 
         names = algorithm_names()
         if v in names or (v.startswith("ng:") and len(v) > 3):
             return v
-        raise ValueError(f"{v!r} is not one of {', '.join(names)}")
+        raise ValueError(f"{v!r} is not one of {', '.join(names)}{did_you_mean(v, names)}")
 
     @field_validator("options")
     @classmethod

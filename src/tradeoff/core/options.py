@@ -25,16 +25,24 @@ def named_parameters(f: Any, skip: tuple[str, ...] = ()) -> list[str]:
     return names
 
 
-def check_options(name: str, options: dict[str, Any], allowed: list[str]) -> None:
-    """An unknown option names the ones that are allowed (and the nearest, for a typo)."""
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the nearest of ``choices`` to a mistyped ``word`` (all the nearest, when
+    several are as near: ``nsga`` -> 'nsga2' or 'nsga3'), else ''."""
     import difflib
 
+    near = difflib.get_close_matches(word, choices, n=3)
+    score = [difflib.SequenceMatcher(None, word, c).ratio() for c in near]
+    best = sorted(c for c, r in zip(near, score) if r == score[0]) if near else []
+    return f" (did you mean {' or '.join(repr(c) for c in best)}?)" if best else ""
+
+
+def check_options(name: str, options: dict[str, Any], allowed: list[str]) -> None:
+    """An unknown option names the ones that are allowed (and the nearest, for a typo)."""
     allowed = list(dict.fromkeys(allowed))
     for key in options:
         if key not in allowed:
-            near = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ValueError(f"{name} has no option {key!r}{hint}; its options: {', '.join(allowed) or 'none'}")
+            raise ValueError(f"{name} has no option {key!r}{did_you_mean(key, allowed)}; "
+                             f"its options: {', '.join(allowed) or 'none'}")
 
 
 def check_whole(name: str, value: Any, least: int, what: str) -> int:

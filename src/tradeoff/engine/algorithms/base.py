@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.options import check_options, named_parameters
+from ...core.options import check_options, did_you_mean, named_parameters
 from ...core.registry import Registry
 from ...spaces.space import Config, Space
 
@@ -87,7 +87,8 @@ def make_algorithm(name: str | Algorithm, **options: Any) -> Algorithm:
         cls = ALGORITHMS.get(name)
     except ValueError as e:
         if str(e).startswith("algorithm "):
-            raise ValueError(f"algorithm {name!r} is not one of {', '.join(algorithm_names())}") from None
+            names = algorithm_names()
+            raise ValueError(f"algorithm {name!r} is not one of {', '.join(names)}{did_you_mean(name, names)}") from None
         raise
     _check_options(name, cls, options)
     return cls(**options)
