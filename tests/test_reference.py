@@ -67,7 +67,7 @@ def test_the_python_api_refuses_a_reference_point_that_does_not_fit_the_objectiv
 def test_the_python_api_and_a_recipe_refuse_a_negative_seed():
     with pytest.raises(ValueError, match="seed: -1 is not allowed; a random seed, a whole number of at least 0"):
         tradeoff.search(SPACE, OBJ, zdt_like, budget=4, algorithm="random", tracking=None, seed=-1)
-    with pytest.raises(RecipeError, match="search.seed: Input should be greater than or equal to 0"):
+    with pytest.raises(RecipeError, match="search.seed: -1 is not allowed; it must be at least 0"):
         load_recipe({"name": "r", "workload": "zdt1", "objectives": OBJ, "search": {"seed": -1}})
 
 

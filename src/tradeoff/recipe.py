@@ -166,6 +166,17 @@ class Recipe(_Strict):
 
 # -- loading ---------------------------------------------------------------------------------
 
+# pydantic's wording for a value of the wrong kind, said as the other recipe errors say it
+PLAIN = {
+    "int_parsing": "{value!r} is not a whole number", "int_from_float": "{value!r} is not a whole number",
+    "int_type": "{value!r} is not a whole number", "float_parsing": "{value!r} is not a number",
+    "float_type": "{value!r} is not a number", "greater_than": "{value!r} is not allowed; it must be above {gt:g}",
+    "greater_than_equal": "{value!r} is not allowed; it must be at least {ge:g}",
+    "bool_parsing": "{value!r} is not true or false", "bool_type": "{value!r} is not true or false",
+    "model_type": "{value!r} is not a mapping (key: value, ...)", "dict_type": "{value!r} is not a mapping (key: value, ...)",
+}
+
+
 def _format_errors(err: ValidationError) -> str:
     lines = []
     errors = err.errors()
@@ -186,6 +197,8 @@ def _format_errors(err: ValidationError) -> str:
             msg = msg[len("Value error, "):]
         elif e["type"] == "missing":
             msg = "required"
+        elif e["type"] in PLAIN:
+            msg = PLAIN[e["type"]].format(value=e.get("input"), **(e.get("ctx") or {}))
         lines.append(f"{loc or '(recipe)'}: {msg}")
     seen, out = set(), []
     for line in lines:  # unions report each branch; keep each message once
