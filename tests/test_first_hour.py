@@ -256,6 +256,17 @@ def test_show_says_interrupted_names_the_store_and_lists_states(tmp_path, capsys
     assert main(["show", rid]) == 0
     assert f"status: interrupted at 2/8 trials; resume with: tradeoff run --resume {rid} --uri {uri}\n" in \
         capsys.readouterr().out
+    # the run store at a glance: both runs, newest first; a damaged one is listed, not fatal
+    finished = tradeoff.search(space, {"f1": "minimize", "f2": "minimize"}, lambda c: {"f1": c["a"], "f2": -c["a"]},
+                               budget=3, algorithm="random", tracking=None, seed=2)
+    (run_dir_for(rid) / "study.json").write_text("{")
+    (run_dir_for(rid) / "study.json.bak").write_text("{")
+    assert main(["runs"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    assert len(rows) == 3
+    assert finished.run_id in rows[0] and "3/3" in rows[0] and "finished" in rows[0]
+    assert rid in rows[1] and "unreadable" in rows[1]
+    assert "interrupted" in rows[2] and "2/8" in rows[2] and "random" in rows[2]
 
     assert main(["show", "nosuchrun"]) == 2
     err = capsys.readouterr().err

@@ -233,6 +233,7 @@ tracking: false
     assert run_dir is not None, proc.stderr.read().decode() if proc.poll() is not None else "no progress"
     assert main(["show", run_dir.name]) == 0
     assert re.search(rf"status: running, at \d+/60 trials \(pid {proc.pid} on ", capsys.readouterr().out)
+    assert main(["runs"]) == 0 and re.search(rf"{run_dir.name} .* running ", capsys.readouterr().out)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = load_trials(run_dir)
@@ -240,6 +241,8 @@ tracking: false
     assert main(["show", run_dir.name]) == 0
     assert (f"status: killed (no clean exit) at {len(done_before)}/60 trials; resume with: tradeoff run --resume "
             f"{run_dir.name}\n") in capsys.readouterr().out
+    assert main(["runs"]) == 0 and re.search(rf"{run_dir.name} .* {len(done_before)}/60 .* killed ",
+                                             capsys.readouterr().out)
     # the recipe stored in the run is used on resume; point its log elsewhere to count the second part's calls
     study = json.loads((run_dir / "study.json").read_text())
     study["info"]["resolved"]["workload"]["log"] = str(log2)

@@ -158,7 +158,9 @@ def cmd_show(args) -> int:
 
             console.print(trials_frame(front).to_string(index=False), highlight=False)
         print_front(front, args.run_id)
-        console.print(f"status: {run_status(run_dir, front)}", highlight=False, soft_wrap=True)  # a command to copy
+        from .engine.run_state import run_state
+
+        console.print(f"status: {run_state(run_dir).describe()}", highlight=False, soft_wrap=True)  # a command to copy
         console.print(f"run dir: {run_dir}", highlight=False, soft_wrap=True)
         return 0
     from .tracking.mlflow import default_tracking_uri, read_run
@@ -177,26 +179,23 @@ def cmd_show(args) -> int:
     return 0
 
 
-def run_status(run_dir: Path, front) -> str:
-    """finished; running, by whom; or where a stopped run stopped, why, and the command that resumes it."""
-    from .core.run_lock import held_by
-    from .engine.checkpoint import read_study_json
+def cmd_runs(args) -> int:
+    import time
 
-    meta = read_study_json(run_dir)
-    # a run from before the status was kept: its front.json marks it finished
-    status = meta.get("status") or ("FINISHED" if (run_dir / "front.json").exists() else None)
-    if status == "FINISHED":
-        return "finished"
-    budget = (meta.get("spec") or {}).get("budget")
-    at = f"{len(front.searched)}/{budget if budget is not None else '?'} trials"
-    who = held_by(run_dir)
-    if who is not None:
-        return f"running, at {at} ({who})"
-    resume = meta.get("resume_command") or f"tradeoff run --resume {run_dir.name}"
-    if status == "FAILED":
-        return f"stopped by an error at {at} ({meta.get('reason')}); resume with: {resume}"
-    how = "interrupted" if status == "KILLED" else "killed (no clean exit)"
-    return f"{how} at {at}; resume with: {resume}"
+    from .core.paths import tradeoff_home
+    from .engine.run_state import list_runs
+
+    where = tradeoff_home() / "runs"
+    runs = list_runs(where, limit=None if args.all else args.last)
+    t = Table(title=f"Runs in {where} (the most recently active first; tradeoff show RUN_ID)", title_justify="left")
+    for c in ("run", "name", "workload", "algorithm", "trials", "status", "last active"):
+        t.add_column(c, justify="right" if c == "trials" else "left")
+    for r in runs:
+        t.add_row(r.run_id, r.name, r.workload or "-", r.algorithm,
+                  f"{r.done}/{r.budget if r.budget is not None else '-'}", r.status,
+                  time.strftime("%Y-%m-%d %H:%M", time.localtime(r.last_active)))
+    console.print(t if runs else f"no runs in {where}", highlight=False)
+    return 0
 
 
 def cmd_compare(args) -> int:
@@ -346,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="folder for the plots and table (default: ./comparisons/...)")
     c.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
     c.set_defaults(fn=cmd_compare)
+
+    ls = sub.add_parser("runs", help="list the runs of the local run store, with how each stands")
+    ls.add_argument("--last", type=int, default=20, metavar="N", help="the N most recently active (default 20)")
+    ls.add_argument("--all", action="store_true", help="every run")
+    ls.set_defaults(fn=cmd_runs)
 
     sub.add_parser("recipes", help="list the shipped recipes").set_defaults(fn=cmd_recipes)
 
