@@ -267,6 +267,15 @@ def test_show_says_interrupted_names_the_store_and_lists_states(tmp_path, capsys
     assert finished.run_id in rows[0] and "3/3" in rows[0] and "finished" in rows[0]
     assert rid in rows[1] and "unreadable" in rows[1]
     assert "interrupted" in rows[2] and "2/8" in rows[2] and "random" in rows[2]
+    # a run id shortened as git shortens a commit: the one run it begins, else the runs it could be
+    assert main(["show", finished.run_id[:6]]) == 0 and f"run dir: {run_dir_for(finished.run_id)}" in \
+        capsys.readouterr().out
+    twin = run_dir_for(finished.run_id[:6] + "zz")
+    twin.mkdir()
+    (twin / "study.json").write_text((run_dir_for(finished.run_id) / "study.json").read_text())
+    assert main(["show", finished.run_id[:6]]) == 2
+    assert f"run id '{finished.run_id[:6]}' begins 2 runs ({sorted([finished.run_id, twin.name])[0]}" in \
+        capsys.readouterr().err
 
     assert main(["show", "nosuchrun"]) == 2
     err = capsys.readouterr().err

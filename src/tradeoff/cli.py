@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .core.paths import resolve_run_id
 from .engine.objectives import MetricNameError
 from .recipe import RecipeError, load_recipe
 
@@ -133,7 +134,7 @@ def _run(args) -> int:
         if args.recipe:
             raise RecipeError("give a recipe or --resume RUN_ID, not both (a resumed run keeps its recipe; "
                               "--set search.budget=N searches on)")
-        front, run_id = resume_run(args.resume, progress=not args.quiet, uri=args.uri,
+        front, run_id = resume_run(resolve_run_id(args.resume), progress=not args.quiet, uri=args.uri,
                                    budgets=resume_budgets(args.set))
     else:
         if not args.recipe:
@@ -150,6 +151,7 @@ def _run(args) -> int:
 def cmd_show(args) -> int:
     from .engine.study import load_front, run_dir_for
 
+    args.run_id = resolve_run_id(args.run_id)
     run_dir = run_dir_for(args.run_id)
     if (run_dir / "study.json").exists():
         front = load_front(run_dir)
@@ -201,7 +203,8 @@ def cmd_runs(args) -> int:
 def cmd_compare(args) -> int:
     from .tracking.compare import compare
 
-    c = compare(args.run_ids, experiment=args.experiment, uri=args.uri, out_dir=args.out, log=not args.no_log)
+    c = compare([resolve_run_id(r) for r in args.run_ids], experiment=args.experiment, uri=args.uri, out_dir=args.out,
+                log=not args.no_log)
     t = Table(title=f"Compared at reference {', '.join(f'{k}={v:.5g}' for k, v in c.reference.items())} "
                     f"({c.reference_source})", title_justify="left")
     for col in c.rows[0]:
