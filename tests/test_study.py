@@ -142,6 +142,16 @@ def test_resume_after_interrupt_in_process():
     assert [m.key for m in front.members] == [m.key for m in ref.members]
 
 
+def test_a_past_search_is_loaded_by_its_run_id_a_prefix_of_it_or_its_directory():
+    front = to.search(ZDT.space, OBJ, ZDT.evaluate, budget=10, algorithm="random", seed=4, tracking=None)
+    for run in (front.run_id, front.run_id[:5], run_dir_for(front.run_id)):
+        again = to.load_front(run)
+        assert [t.key for t in again.trials] == [t.key for t in front.trials]
+        assert [t.key for t in again.members] == [t.key for t in front.members] and again.run_id == front.run_id
+    with pytest.raises(FileNotFoundError, match="no run 'nosuchrun' in the local run store"):
+        to.load_front("nosuchrun")
+
+
 def test_a_finished_search_resumed_with_a_larger_budget_searches_on():
     """The API: the resume call's budget is the run's from now on; a budget below what was done is refused."""
     calls = []

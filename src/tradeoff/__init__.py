@@ -9,7 +9,7 @@ from importlib import import_module
 from .core.version import __version__  # noqa: F401
 
 _EXPORTS = {
-    "search": ".api", "compare": ".api",
+    "search": ".api", "compare": ".api", "load_front": ".api",
     "Space": ".spaces.space", "SpaceError": ".spaces.space",
     "Choice": ".spaces.params", "Int": ".spaces.params", "Float": ".spaces.params", "Bits": ".spaces.params",
     "Mask": ".spaces.params",

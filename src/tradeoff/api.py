@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -171,6 +172,22 @@ def _resolve(space, objectives, evaluate, constraints, targets, info):
     if evaluate is None:
         raise TypeError("search(space, objectives, evaluate): evaluate(config) -> {metric: value} is required with a Space")
     return space, evaluate, info
+
+
+def load_front(run: str | os.PathLike) -> Front:
+    """A past search's front and every trial, from the local run store: by run id (or its first 4 or more
+    characters, when they begin one run) or by the path of its run directory. A run still going, or
+    stopped, gives what it has done so far."""
+    from pathlib import Path
+
+    from .core.paths import resolve_run_id, run_dir_for
+    from .engine.study import load_front as _load
+
+    path = Path(run)
+    run_dir = path if (path / "study.json").exists() else run_dir_for(resolve_run_id(str(run)))
+    if not (run_dir / "study.json").exists():
+        raise FileNotFoundError(f"no run {str(run)!r} in the local run store {run_dir.parent}")
+    return _load(run_dir)
 
 
 def compare(run_ids: list[str], experiment: str | None = None, uri: str | None = None, out_dir: Any = None,
