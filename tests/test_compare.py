@@ -25,8 +25,10 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp")
     uri = f"sqlite:///{root}/c.db"
     track = {"uri": uri, "experiment": "cmp"}
-    a = tradeoff.search(SPACE, OBJ, zdt_like, budget=20, algorithm="random", seed=0, tracking=track)
-    b = tradeoff.search(SPACE, OBJ, zdt_like, budget=20, algorithm="nsga2", seed=1, tracking=track)
+    with pytest.MonkeyPatch.context() as mp:  # before the per-test run store exists: give these runs one of their own
+        mp.setenv("TRADEOFF_HOME", str(root / ".tradeoff"))
+        a = tradeoff.search(SPACE, OBJ, zdt_like, budget=20, algorithm="random", seed=0, tracking=track)
+        b = tradeoff.search(SPACE, OBJ, zdt_like, budget=20, algorithm="nsga2", seed=1, tracking=track)
     return uri, a, b
 
 
