@@ -71,6 +71,20 @@ def test_compare_cli_and_api_table_overlays_and_comparison_run(runs, tmp_path, c
     assert {"compare_fronts.png", "compare_hypervolume.png", "compare.csv"} <= names
 
 
+def test_compare_an_experiments_latest_searches_by_its_name(runs, tmp_path, capsys):
+    uri, a, b = runs
+    assert main(["compare", "--experiment", "cmp", "--uri", uri, "--no-log", "--out", str(tmp_path / "all")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    assert [a.run_id in rows[0], b.run_id in rows[1]] == [True, True] and len(rows) == 2  # searches only, oldest first
+    assert main(["compare", "--experiment", "cmp", "--last", "1", "--uri", uri, "--no-log",
+                 "--out", str(tmp_path / "one")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    assert len(rows) == 1 and b.run_id in rows[0]
+    assert main(["compare", "--experiment", "nope", "--uri", uri]) == 2
+    assert "no experiment 'nope' in" in capsys.readouterr().err
+    assert main(["compare"]) == 2 and "give run ids to compare, or --experiment NAME" in capsys.readouterr().err
+
+
 def test_compare_refuses_unknown_runs_with_a_line(runs, capsys):
     uri, a, _ = runs
     assert main(["compare", a.run_id, "nosuchrun", "--uri", uri, "--no-log"]) == 2

@@ -203,8 +203,15 @@ def cmd_runs(args) -> int:
 def cmd_compare(args) -> int:
     from .tracking.compare import compare
 
-    c = compare([resolve_run_id(r) for r in args.run_ids], experiment=args.experiment, uri=args.uri, out_dir=args.out,
-                log=not args.no_log)
+    if args.run_ids:
+        run_ids = [resolve_run_id(r) for r in args.run_ids]
+    elif args.experiment:
+        from .tracking.compare import experiment_runs
+
+        run_ids = experiment_runs(args.experiment, args.uri, args.last)
+    else:
+        raise UsageError("give run ids to compare, or --experiment NAME to compare its latest searches")
+    c = compare(run_ids, experiment=args.experiment, uri=args.uri, out_dir=args.out, log=not args.no_log)
     t = Table(title=f"Compared at reference {', '.join(f'{k}={v:.5g}' for k, v in c.reference.items())} "
                     f"({c.reference_source})", title_justify="left")
     for col in c.rows[0]:
@@ -342,8 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_show)
 
     c = sub.add_parser("compare", help="compare searches: a table, overlaid fronts and hypervolume curves")
-    c.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    c.add_argument("--experiment", help="log the comparison in this experiment (default: the first tracked run's)")
+    c.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    c.add_argument("--experiment", help="log the comparison in this experiment (default: the first tracked run's); "
+                                        "with no run ids, compare its latest searches")
+    c.add_argument("--last", type=int, default=10, metavar="N",
+                   help="with --experiment and no run ids: how many of its latest searches (default 10)")
     c.add_argument("--uri", help="MLflow tracking URI (default: the local store)")
     c.add_argument("--out", help="folder for the plots and table (default: ./comparisons/...)")
     c.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
@@ -377,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as e:
         err_console.print(f"[bold red]recipe error[/]\n{e}", highlight=False)
         return 2
-    except FileNotFoundError as e:
+    except (FileNotFoundError, UsageError) as e:
         err_console.print(f"[bold red]error[/] {e}", highlight=False)
         return 2
     except MetricNameError as e:
@@ -392,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]error[/] {e}", highlight=False)
         _notes(e)
         return 1
+
+
+class UsageError(Exception):
+    """A command given what it cannot work with; the message says what to give."""
 
 
 def _clean(e: BaseException) -> bool:

@@ -95,6 +95,25 @@ def _source(client: MlflowClient | None, rid: str, uri: str) -> _Source:
                    round((end - run.info.start_time) / 1000, 1) if end else math.nan, run.info.experiment_id)
 
 
+def experiment_runs(experiment: str, uri: str | None = None, last: int = 10) -> list[str]:
+    """The ``last`` searches logged to ``experiment`` (its study runs, not its trials or comparisons), oldest first."""
+    quiet_mlflow()
+    uri = uri or default_tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise FileNotFoundError(f"experiment: no MLflow store at {uri}")
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise FileNotFoundError(f"experiment: no experiment {experiment!r} in {uri} (it has: {', '.join(names)})")
+    runs = client.search_runs([exp.experiment_id], "tags.`tradeoff.kind` = 'study'", max_results=last,
+                              order_by=["attributes.start_time DESC"])
+    if not runs:
+        raise FileNotFoundError(f"experiment: no search logged to {experiment!r} in {uri}")
+    return [r.info.run_id for r in reversed(runs)]
+
+
 def compare(run_ids: Sequence[str], experiment: str | None = None, uri: str | None = None,
             out_dir: str | Path | None = None, log: bool = True) -> Comparison:
     """Compare searches by run id: a side-by-side table and overlays, logged as a comparison run.
