@@ -83,6 +83,9 @@ def test_compare_an_experiments_latest_searches_by_its_name(runs, tmp_path, caps
     assert main(["compare", "--experiment", "nope", "--uri", uri]) == 2
     assert "no experiment 'nope' in" in capsys.readouterr().err
     assert main(["compare"]) == 2 and "give run ids to compare, or --experiment NAME" in capsys.readouterr().err
+    assert main(["compare", "--experiment", "cmp", "--last", "0", "--uri", uri]) == 2
+    assert "--last 0: give how many of the experiment's searches to compare, 1 or more" in capsys.readouterr().err
+    assert main(["runs", "--last", "-2"]) == 2 and "--last -2: give how many runs" in capsys.readouterr().err
 
 
 def test_compare_refuses_unknown_runs_with_a_line(runs, capsys):

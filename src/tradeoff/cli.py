@@ -187,6 +187,8 @@ def cmd_runs(args) -> int:
     from .core.paths import tradeoff_home
     from .engine.run_state import list_runs
 
+    if args.last < 1:
+        raise UsageError(f"--last {args.last}: give how many runs to list, 1 or more (or --all)")
     where = tradeoff_home() / "runs"
     runs = list_runs(where, limit=None if args.all else args.last)
     t = Table(title=f"Runs in {where} (the most recently active first; tradeoff show RUN_ID)", title_justify="left")
@@ -207,6 +209,9 @@ def cmd_compare(args) -> int:
         run_ids = [resolve_run_id(r) for r in args.run_ids]
     elif args.experiment:
         from .tracking.compare import experiment_runs
+
+        if args.last < 1:
+            raise UsageError(f"--last {args.last}: give how many of the experiment's searches to compare, 1 or more")
 
         run_ids = experiment_runs(args.experiment, args.uri, args.last)
     else:
