@@ -220,7 +220,7 @@ def test_resume_after_sigkill_cli(tmp_path, capsys):
     def write(log):
         recipe.write_text(f"""
 name: slow
-workload: {{name: "python: helpers.workloads:slow_zdt", delay: 0.03, log: "{log}"}}
+workload: {{name: "python: helpers.workloads:slow_zdt", delay: 0.05, log: "{log}"}}
 objectives: {{f1: minimize, f2: minimize}}
 search: {{algorithm: nsga2, budget: 60, seed: 11, batch_size: 10}}
 tracking: false
