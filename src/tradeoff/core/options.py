@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -25,15 +26,24 @@ def named_parameters(f: Any, skip: tuple[str, ...] = ()) -> list[str]:
     return names
 
 
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """`` (did you mean 'x'?)`` for the nearest of ``choices`` to a mistyped ``word`` (all the nearest, when
-    several are as near: ``nsga`` -> 'nsga2' or 'nsga3'), else ''."""
+def nearest(word: str, choices: Sequence[str], cutoff: float = 0.6, prefixes: bool = False) -> list[str]:
+    """The choices a mistyped ``word`` most likely meant, closest by spelling (every one of them when several
+    are as near: ``nsga`` -> nsga2, nsga3). With ``prefixes``, a choice it begins or that begins it comes
+    first (``acc`` -> accuracy)."""
     import difflib
 
-    near = difflib.get_close_matches(word, choices, n=3)
-    score = [difflib.SequenceMatcher(None, word, c).ratio() for c in near]
-    best = sorted(c for c, r in zip(near, score) if r == score[0]) if near else []
-    return f" (did you mean {' or '.join(repr(c) for c in best)}?)" if best else ""
+    low = word.lower()
+    pool = [c for c in choices if c.lower().startswith(low) or low.startswith(c.lower())] if prefixes else []
+    ratio = {c: difflib.SequenceMatcher(None, low, c.lower()).ratio() for c in (pool or choices)}
+    fit = {c: r for c, r in ratio.items() if pool or r >= cutoff}
+    best = max(fit.values(), default=None)
+    return sorted(c for c, r in fit.items() if r == best)
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for what a mistyped ``word`` most likely meant (see ``nearest``), else ''."""
+    near = nearest(word, choices)
+    return f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
 
 
 def check_options(name: str, options: dict[str, Any], allowed: list[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import operator
 import re
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..core.options import nearest
 
 DIRECTIONS = ("minimize", "maximize")
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
@@ -54,9 +55,8 @@ def missing_objective_metric(objectives: list[Objective], returned: list[Mapping
     for o in objectives:
         if not any(o.name in m for m in returned):
             names = sorted({k for m in returned for k in m})
-            close = [n for n in names if n.lower().startswith(o.name.lower()) or o.name.lower().startswith(n.lower())] \
-                or difflib.get_close_matches(o.name, names, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}?" if close else "name a metric it returns"
+            close = nearest(o.name, names, cutoff=0.5, prefixes=True)
+            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "name a metric it returns"
             return (f"objectives.{o.name}: the evaluator returned no {o.name!r} in any of its first "
                     f"{len(returned)} trials (it returns {', '.join(names)}); {hint}")
     return None
