@@ -49,7 +49,7 @@ def find_recipe(name: str) -> Path:
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:.5g}"
+        return "-" if math.isnan(v) else f"{v:.5g}"   # a figure a run has not got (an untracked run's time)
     if isinstance(v, str) and len(v) > 24 and set(v) <= {"0", "1"}:
         return f"mask {v.count('1')}/{len(v)} on"
     return str(v)
@@ -222,7 +222,7 @@ def cmd_compare(args) -> int:
     for col in c.rows[0]:
         t.add_column(col, justify="left" if col in ("run", "algorithm") else "right")
     for r in c.rows:
-        t.add_row(*["-" if isinstance(v, float) and math.isnan(v) else _fmt(v) for v in r.values()])
+        t.add_row(*[_fmt(v) for v in r.values()])
     console.print(t)
     console.print(f"fronts: {c.fronts_png}\nhypervolume curves: {c.hypervolume_png}\ntable: {c.table_csv}",
                   highlight=False)
